@@ -1,0 +1,41 @@
+//! Parser throughput on the 1.33 MB real-world configuration of
+//! `testdata/corpus/go-crossplane/large-config/nginx.conf`.
+//!
+//! `cargo bench -p nxmesh-core --bench parse` reports MB/s; the crossplane
+//! comparison is `scripts/bench-crossplane.sh`.
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use nxmesh_core::parser::{self, JsonOptions, ParseOptions};
+
+fn large_config() -> String {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../testdata/corpus/go-crossplane/large-config/nginx.conf"
+    );
+    std::fs::read_to_string(path).expect("the corpus is part of the repository")
+}
+
+fn bench(c: &mut Criterion) {
+    let text = large_config();
+    let opts = ParseOptions::default();
+    let mut group = c.benchmark_group("large-config");
+    group.throughput(Throughput::Bytes(text.len() as u64));
+    group.bench_function("parse", |b| {
+        b.iter(|| {
+            let file = parser::parse_str("nginx.conf", &text, &opts).expect("parses");
+            std::hint::black_box(file.nodes.len())
+        })
+    });
+    group.bench_function("parse+json", |b| {
+        b.iter(|| {
+            let file = parser::parse_str("nginx.conf", &text, &opts).expect("parses");
+            let tree = parser::single_tree(file);
+            let json = parser::payload(&tree, JsonOptions::default()).to_json();
+            std::hint::black_box(json.len())
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

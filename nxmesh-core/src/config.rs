@@ -1,0 +1,217 @@
+//! What an agent receives and renders: the desired configuration of one
+//! agent at one version, and the status it reports back.
+//!
+//! These types are the domain side of the protocol's `ConfigUpdate` and
+//! `ConfigStatus`; they are also the model file of the standalone agent and
+//! of `nxmesh config render`, hence serializable.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::{FieldErrorCode, ValidationErrors};
+use crate::model::{Timestamp, UpstreamSpec, VirtualHostSpec};
+use crate::validate::{self, Validate};
+
+/// A virtual host as sent to an agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VirtualHostConfig {
+    /// The virtual host's id.
+    pub id: Uuid,
+    /// Its content.
+    #[serde(flatten)]
+    pub spec: VirtualHostSpec,
+}
+
+/// An upstream as sent to an agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamConfig {
+    /// The upstream's id.
+    pub id: Uuid,
+    /// Its content.
+    #[serde(flatten)]
+    pub spec: UpstreamSpec,
+}
+
+/// A certificate with its private key, as sent to the agents that serve it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateBundle {
+    /// The certificate's id.
+    pub id: Uuid,
+    /// Its domain.
+    pub domain: String,
+    /// The PEM certificate chain.
+    pub certificate_pem: String,
+    /// The PEM private key.
+    pub private_key_pem: String,
+    /// When it expires.
+    pub expires_at: Timestamp,
+}
+
+impl fmt::Debug for CertificateBundle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CertificateBundle")
+            .field("id", &self.id)
+            .field("domain", &self.domain)
+            .field("private_key_pem", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Settings for the whole nginx instance.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct GlobalSettings {
+    /// Extra `http`-level directives from an allowlist (name → arguments).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub nginx_directives: BTreeMap<String, String>,
+    /// Environment variables for the nginx process the agent starts.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env_vars: BTreeMap<String, String>,
+}
+
+impl Validate for GlobalSettings {
+    fn validate(&self) -> Result<(), ValidationErrors> {
+        let mut errors = ValidationErrors::default();
+        validate::custom_directives(
+            &mut errors,
+            "nginx_directives",
+            &self.nginx_directives,
+            validate::DirectiveContext::Http,
+        );
+        for (k, v) in &self.env_vars {
+            let field = format!("env_vars.{k}");
+            let name_ok = !k.is_empty()
+                && k.len() <= 128
+                && !k.starts_with(|c: char| c.is_ascii_digit())
+                && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if !name_ok {
+                errors.push(field.clone(), FieldErrorCode::InvalidFormat, "not a valid environment variable name");
+            }
+            validate::plain_text(&mut errors, &field, v, validate::MAX_VALUE_LEN);
+        }
+        errors.into_result()
+    }
+}
+
+/// The complete desired configuration of one agent at one version.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ConfigUpdate {
+    /// Identifies this configuration (stable for the same content).
+    pub config_id: String,
+    /// Monotonic per agent; an agent ignores versions it has passed.
+    pub version: i64,
+    /// The virtual hosts to serve.
+    #[serde(default)]
+    pub virtual_hosts: Vec<VirtualHostConfig>,
+    /// The upstreams they proxy to.
+    #[serde(default)]
+    pub upstreams: Vec<UpstreamConfig>,
+    /// Certificates by id.
+    #[serde(default)]
+    pub certificates: BTreeMap<String, CertificateBundle>,
+    /// Instance-wide settings.
+    #[serde(default)]
+    pub global_settings: GlobalSettings,
+}
+
+impl Validate for ConfigUpdate {
+    fn validate(&self) -> Result<(), ValidationErrors> {
+        let mut errors = ValidationErrors::default();
+        if self.version < 0 {
+            errors.push("version", FieldErrorCode::OutOfRange, "version must not be negative");
+        }
+        for (i, vh) in self.virtual_hosts.iter().enumerate() {
+            let mut inner = ValidationErrors::default();
+            vh.spec.validate_into(&mut inner);
+            prefix(&mut errors, &format!("virtual_hosts[{i}]"), inner);
+            for (j, l) in vh.spec.locations.iter().enumerate() {
+                if let Some(up) = l.upstream_id {
+                    if !self.upstreams.iter().any(|u| u.id == up) {
+                        errors.push(
+                            format!("virtual_hosts[{i}].locations[{j}].upstream_id"),
+                            FieldErrorCode::NotFound,
+                            format!("upstream {up} is not in this configuration"),
+                        );
+                    }
+                }
+            }
+            if let Some(cert) = vh.spec.ssl_certificate_id {
+                if vh.spec.ssl_enabled && !self.certificates.contains_key(&cert.to_string()) {
+                    errors.push(
+                        format!("virtual_hosts[{i}].ssl_certificate_id"),
+                        FieldErrorCode::NotFound,
+                        format!("certificate {cert} is not in this configuration"),
+                    );
+                }
+            }
+        }
+        for (i, up) in self.upstreams.iter().enumerate() {
+            let mut inner = ValidationErrors::default();
+            up.spec.validate_into(&mut inner);
+            prefix(&mut errors, &format!("upstreams[{i}]"), inner);
+        }
+        for (key, cert) in &self.certificates {
+            if *key != cert.id.to_string() {
+                errors.push(
+                    format!("certificates.{key}"),
+                    FieldErrorCode::InvalidFormat,
+                    "certificates are keyed by their id",
+                );
+            }
+            validate::pem(&mut errors, &format!("certificates.{key}.certificate_pem"), &cert.certificate_pem);
+            validate::pem(&mut errors, &format!("certificates.{key}.private_key_pem"), &cert.private_key_pem);
+        }
+        if let Err(inner) = self.global_settings.validate() {
+            prefix(&mut errors, "global_settings", inner);
+        }
+        errors.into_result()
+    }
+}
+
+fn prefix(errors: &mut ValidationErrors, prefix: &str, inner: ValidationErrors) {
+    for mut e in inner.errors {
+        e.field = format!("{prefix}.{}", e.field);
+        errors.errors.push(e);
+    }
+}
+
+/// Where an apply is (`ConfigApplyStatus` of the protocol).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConfigApplyStatus {
+    /// Received, not started.
+    Pending,
+    /// Running `nginx -t` on the staged tree.
+    Validating,
+    /// Switching the tree and reloading.
+    Applying,
+    /// nginx serves the new version.
+    Success,
+    /// Refused before it touched the live tree.
+    Failed,
+    /// Applied, then restored to the last good tree.
+    RolledBack,
+}
+
+/// What an agent reports about one configuration version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigStatus {
+    /// The configuration's id.
+    pub config_id: String,
+    /// Its version.
+    pub version: i64,
+    /// Where the apply is.
+    pub status: ConfigApplyStatus,
+    /// nginx's own error text when it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    /// When it was applied (or failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_at: Option<Timestamp>,
+    /// Checksum of the tree the agent now serves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_checksum: Option<String>,
+}

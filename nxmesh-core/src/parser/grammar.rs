@@ -1,0 +1,553 @@
+//! The grammar: statements and blocks built from the token stream, context
+//! and argument checks against the directive table (as `ngx_conf_handler`
+//! does), include resolution through a [`Source`], and error recovery.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use super::ast::{Arg, Comment, Directive, Node};
+use super::lexer::{LexError, Lexer, Tok};
+use super::source::{Source, has_magic};
+use super::table::{self, DirectiveTable, FLAG, Mismatch};
+
+/// How to parse.
+#[derive(Clone, Debug)]
+pub struct ParseOptions {
+    /// The directives known (nginx version, lua-nginx-module or not).
+    pub table: DirectiveTable,
+    /// Unknown directives are errors (`unknown directive "x"`); entries of
+    /// map-like blocks (`map`, `geo`, `types`, ...) are never unknown.
+    pub strict: bool,
+    /// Record errors and go on (crossplane's `catch_errors`, the default);
+    /// when false the first error ends the parse.
+    pub recover: bool,
+    /// Do not follow `include` (crossplane's `single`).
+    pub single_file: bool,
+    /// Directives to leave out of the tree, with their blocks (crossplane's
+    /// `ignore`).
+    pub ignore: Vec<String>,
+}
+
+impl Default for ParseOptions {
+    fn default() -> Self {
+        Self {
+            table: DirectiveTable::latest(),
+            strict: false,
+            recover: true,
+            single_file: false,
+            ignore: Vec::new(),
+        }
+    }
+}
+
+/// What went wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The text cannot be tokenized or its braces do not balance; the rest
+    /// of the file is not parsed.
+    Syntax,
+    /// A directive is unknown (strict), misplaced or has the wrong
+    /// arguments; it is left out of the tree.
+    Directive,
+    /// An included file cannot be read, or includes itself.
+    Include,
+}
+
+/// A parse error, worded as nginx words it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message} in {file}{}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct ParseError {
+    /// The kind of error.
+    pub kind: ErrorKind,
+    /// nginx's message, without the ` in FILE:LINE` suffix.
+    pub message: String,
+    /// The file the error is in.
+    pub file: String,
+    /// The line, when there is one.
+    pub line: Option<u32>,
+}
+
+/// One parsed configuration file.
+#[derive(Clone, Debug)]
+pub struct ConfigFile<'a> {
+    /// Its path.
+    pub path: String,
+    /// Its text.
+    pub text: &'a str,
+    /// Its top-level statements and comments.
+    pub nodes: Vec<Node<'a>>,
+    /// Errors recorded in it (recovery mode).
+    pub errors: Vec<ParseError>,
+}
+
+/// A configuration with its included files: `files[0]` is the main file,
+/// included files follow in discovery order (the order of crossplane's
+/// `config` list).
+#[derive(Clone, Debug)]
+pub struct Tree<'a> {
+    /// The files.
+    pub files: Vec<ConfigFile<'a>>,
+}
+
+impl Tree<'_> {
+    /// All errors, file by file.
+    pub fn errors(&self) -> impl Iterator<Item = &ParseError> {
+        self.files.iter().flat_map(|f| &f.errors)
+    }
+}
+
+/// Owns the text of the files that a [`Tree`] borrows.
+#[derive(Default)]
+pub struct SourceArena(typed_arena::Arena<String>);
+
+impl SourceArena {
+    /// An empty arena.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl std::fmt::Debug for SourceArena {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SourceArena")
+    }
+}
+
+/// Decodes file content as UTF-8, replacing invalid bytes with U+FFFD as
+/// crossplane does (nginx itself is byte-oriented; such bytes only ever
+/// appear in comments and arguments, so no structure is lost). Borrows when
+/// the content is valid.
+pub fn decode(bytes: &[u8]) -> Cow<'_, str> {
+    String::from_utf8_lossy(bytes)
+}
+
+/// The context a block's statements are checked in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ctx {
+    /// A context of the directive table (`table::CTX_*`).
+    Known(u32),
+    /// The body of `map`, `geo`, `types`, `split_clients`, `charset_map`:
+    /// entries are key/value pairs, not directives.
+    MapLike,
+    /// The block of a directive unknown to the table: nothing is checked.
+    Other,
+}
+
+fn child_ctx(parent: Ctx, name: &str) -> Ctx {
+    use table::*;
+    let Ctx::Known(bit) = parent else {
+        return Ctx::Other;
+    };
+    let bit = match (bit, name) {
+        (CTX_MAIN, "events") => CTX_EVENT,
+        (CTX_MAIN, "http") => CTX_HTTP_MAIN,
+        (CTX_MAIN, "mail") => CTX_MAIL_MAIN,
+        (CTX_MAIN, "stream") => CTX_STREAM_MAIN,
+        (CTX_HTTP_MAIN, "server") => CTX_HTTP_SRV,
+        (CTX_HTTP_MAIN, "upstream") => CTX_HTTP_UPS,
+        (CTX_HTTP_SRV | CTX_HTTP_LOC, "location") => CTX_HTTP_LOC,
+        (CTX_HTTP_SRV, "if") => CTX_HTTP_SIF,
+        (CTX_HTTP_LOC, "if") => CTX_HTTP_LIF,
+        (CTX_HTTP_LOC, "limit_except") => CTX_HTTP_LMT,
+        (CTX_MAIL_MAIN, "server") => CTX_MAIL_SRV,
+        (CTX_STREAM_MAIN, "server") => CTX_STREAM_SRV,
+        (CTX_STREAM_MAIN, "upstream") => CTX_STREAM_UPS,
+        (_, "map" | "geo" | "types" | "split_clients" | "charset_map") => return Ctx::MapLike,
+        _ => return Ctx::Other,
+    };
+    Ctx::Known(bit)
+}
+
+/// Files discovered through `include`, in discovery order.
+struct Registry<'s> {
+    source: &'s dyn Source,
+    prefix: String,
+    paths: Vec<String>,
+    ctx: Vec<Ctx>,
+    /// For each file, the files that include it, main file first.
+    chain: Vec<Vec<usize>>,
+    content: Vec<Option<Vec<u8>>>,
+    index: HashMap<String, usize>,
+}
+
+struct FileParser<'a, 'c, 's> {
+    lx: Lexer<'a>,
+    opts: &'c ParseOptions,
+    path: &'c str,
+    me: usize,
+    errors: Vec<ParseError>,
+    registry: Option<&'c mut Registry<'s>>,
+}
+
+impl<'a> FileParser<'a, '_, '_> {
+    fn error(&mut self, kind: ErrorKind, message: String, line: u32) -> Result<(), ParseError> {
+        let error = ParseError {
+            kind,
+            message,
+            file: self.path.to_owned(),
+            line: Some(line),
+        };
+        if self.opts.recover {
+            self.errors.push(error);
+            Ok(())
+        } else {
+            Err(error)
+        }
+    }
+
+    fn syntax(&self, e: LexError) -> ParseError {
+        ParseError {
+            kind: ErrorKind::Syntax,
+            message: e.message,
+            file: self.path.to_owned(),
+            line: Some(e.line),
+        }
+    }
+
+    fn fatal(&self, message: &str, line: u32) -> ParseError {
+        self.syntax(LexError {
+            message: message.to_owned(),
+            line,
+        })
+    }
+
+    fn block(&mut self, ctx: Ctx, nested: bool) -> Result<Vec<Node<'a>>, ParseError> {
+        let mut nodes = Vec::new();
+        let mut name: Option<Arg<'a>> = None;
+        let mut args = Vec::new();
+        let mut comments = Vec::new();
+        loop {
+            let tok = self.lx.next_tok().map_err(|e| self.syntax(e))?;
+            let open = matches!(tok, Tok::Open(_));
+            match tok {
+                Tok::Comment(c) => {
+                    if name.is_none() {
+                        nodes.push(Node::Comment(c));
+                    } else {
+                        comments.push(c);
+                    }
+                }
+                Tok::Word(word) => {
+                    if name.is_none() {
+                        name = Some(word);
+                    } else {
+                        args.push(word);
+                    }
+                }
+                Tok::Semi(line) | Tok::Open(line) => {
+                    let Some(n) = name.take() else {
+                        let c = if open { "{" } else { ";" };
+                        return Err(self.fatal(&format!("unexpected \"{c}\""), line));
+                    };
+                    let args = std::mem::take(&mut args);
+                    let comments = std::mem::take(&mut comments);
+                    self.statement(n, args, comments, open, ctx, &mut nodes)?;
+                }
+                Tok::Close(line) => {
+                    if !nested {
+                        return Err(self.fatal("unexpected \"}\"", line));
+                    }
+                    if name.is_some() {
+                        // nginx stops here; recovery drops the unterminated
+                        // statement and closes the block.
+                        if !self.opts.recover {
+                            return Err(self.fatal("unexpected \"}\"", line));
+                        }
+                        self.error(ErrorKind::Syntax, "unexpected \"}\"".to_owned(), line)?;
+                    }
+                    return Ok(nodes);
+                }
+                Tok::Eof(line) => {
+                    if name.is_some() {
+                        return Err(self.fatal(
+                            r#"unexpected end of file, expecting ";" or "}""#,
+                            line,
+                        ));
+                    }
+                    if nested {
+                        return Err(self.fatal(r#"unexpected end of file, expecting "}""#, line));
+                    }
+                    return Ok(nodes);
+                }
+            }
+        }
+    }
+
+    fn statement(
+        &mut self,
+        name: Arg<'a>,
+        mut args: Vec<Arg<'a>>,
+        comments: Vec<Comment<'a>>,
+        open: bool,
+        ctx: Ctx,
+        nodes: &mut Vec<Node<'a>>,
+    ) -> Result<(), ParseError> {
+        let value = name.value();
+        let line = name.span.line;
+        let lua = open && table::is_lua_block(&value);
+        if lua {
+            let body = self.lx.lua_block().map_err(|e| self.syntax(e))?;
+            args.push(body);
+        }
+        let has_block = open && !lua;
+        if self.opts.ignore.iter().any(|i| *i == value) {
+            if has_block {
+                self.block(Ctx::Other, true)?;
+            }
+            return Ok(());
+        }
+        let nargs = args.len() - usize::from(lua);
+        if let Err(message) = self.analyze(&value, &args[..nargs], open, ctx) {
+            self.error(ErrorKind::Directive, message, line)?;
+            if has_block {
+                self.block(Ctx::Other, true)?;
+            }
+            return Ok(());
+        }
+        let includes = if value == "include" && args.len() == 1 {
+            self.include(&args[0].value(), line, ctx)?
+        } else {
+            Vec::new()
+        };
+        let block = if has_block {
+            Some(self.block(child_ctx(ctx, &value), true)?)
+        } else {
+            None
+        };
+        nodes.push(Node::Directive(Directive {
+            name,
+            args,
+            block,
+            comments,
+            includes,
+        }));
+        Ok(())
+    }
+
+    fn analyze(&self, name: &str, args: &[Arg<'a>], open: bool, ctx: Ctx) -> Result<(), String> {
+        if ctx == Ctx::MapLike {
+            return if open {
+                Err("unexpected \"{\"".to_owned())
+            } else {
+                Ok(())
+            };
+        }
+        let Some(usages) = self.opts.table.get(name) else {
+            return if self.opts.strict {
+                Err(format!("unknown directive \"{name}\""))
+            } else {
+                Ok(())
+            };
+        };
+        let Ctx::Known(bit) = ctx else {
+            return Ok(());
+        };
+        let mut first = None;
+        for usage in usages.iter().filter(|u| u.allowed_in(bit)) {
+            let reason = match usage.check(args.len(), open) {
+                Ok(()) if usage.args & FLAG != 0 => {
+                    let v = args[0].value();
+                    if v.eq_ignore_ascii_case("on") || v.eq_ignore_ascii_case("off") {
+                        return Ok(());
+                    }
+                    format!("invalid value \"{v}\" in \"{name}\" directive, it must be \"on\" or \"off\"")
+                }
+                Ok(()) => return Ok(()),
+                Err(Mismatch::NotTerminated) => {
+                    format!("directive \"{name}\" is not terminated by \";\"")
+                }
+                Err(Mismatch::NoOpeningBrace) => format!("directive \"{name}\" has no opening \"{{\""),
+                Err(Mismatch::ArgCount) => {
+                    format!("invalid number of arguments in \"{name}\" directive")
+                }
+            };
+            first.get_or_insert(reason);
+        }
+        Err(first.unwrap_or_else(|| format!("\"{name}\" directive is not allowed here")))
+    }
+
+    fn include(&mut self, pattern: &str, line: u32, ctx: Ctx) -> Result<Vec<usize>, ParseError> {
+        if self.opts.single_file {
+            return Ok(Vec::new());
+        }
+        let me = self.me;
+        let Some(reg) = self.registry.as_deref_mut() else {
+            return Ok(Vec::new());
+        };
+        let path = if pattern.starts_with('/') || reg.prefix.is_empty() {
+            pattern.to_owned()
+        } else {
+            format!("{}/{pattern}", reg.prefix)
+        };
+        let mut found = Vec::new();
+        let mut problems = Vec::new();
+        let targets = if has_magic(&path) {
+            match reg.source.glob(&path) {
+                Ok(paths) => paths.into_iter().map(|p| (p, None)).collect(),
+                Err(e) => {
+                    problems.push((ErrorKind::Include, format!("glob() \"{path}\" failed ({e})")));
+                    Vec::new()
+                }
+            }
+        } else if reg.index.contains_key(&path) {
+            vec![(path, None)]
+        } else {
+            match reg.source.read(&path) {
+                Ok(content) => vec![(path, Some(content))],
+                Err(e) => {
+                    problems.push((ErrorKind::Include, format!("open() \"{path}\" failed ({e})")));
+                    Vec::new()
+                }
+            }
+        };
+        for (target, content) in targets {
+            if let Some(&index) = reg.index.get(&target) {
+                if index == me || reg.chain[me].contains(&index) {
+                    let mut cycle: Vec<&str> = reg.chain[me]
+                        .iter()
+                        .skip_while(|&&i| i != index)
+                        .map(|&i| reg.paths[i].as_str())
+                        .collect();
+                    cycle.push(&reg.paths[me]);
+                    cycle.push(&target);
+                    problems.push((
+                        ErrorKind::Include,
+                        format!("include cycle: \"{}\"", cycle.join("\" -> \"")),
+                    ));
+                } else {
+                    found.push(index);
+                }
+                continue;
+            }
+            let index = reg.paths.len();
+            let mut chain = reg.chain[me].clone();
+            chain.push(me);
+            reg.index.insert(target.clone(), index);
+            reg.paths.push(target);
+            reg.ctx.push(ctx);
+            reg.chain.push(chain);
+            reg.content.push(content);
+            found.push(index);
+        }
+        for (kind, message) in problems {
+            self.error(kind, message, line)?;
+        }
+        Ok(found)
+    }
+}
+
+fn run<'a>(
+    text: &'a str,
+    path: &str,
+    me: usize,
+    ctx: Ctx,
+    opts: &ParseOptions,
+    registry: Option<&mut Registry<'_>>,
+) -> Result<ConfigFile<'a>, ParseError> {
+    let mut parser = FileParser {
+        lx: Lexer::new(text),
+        opts,
+        path,
+        me,
+        errors: Vec::new(),
+        registry,
+    };
+    let nodes = match parser.block(ctx, false) {
+        Ok(nodes) => nodes,
+        Err(e) if opts.recover => {
+            // As crossplane: a syntax error voids the file's tree.
+            parser.errors.push(e);
+            Vec::new()
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(ConfigFile {
+        path: path.to_owned(),
+        text,
+        nodes,
+        errors: parser.errors,
+    })
+}
+
+/// Parses one file's text in the main context, without following includes.
+/// `path` is only used in error messages.
+pub fn parse_str<'a>(
+    path: &str,
+    text: &'a str,
+    opts: &ParseOptions,
+) -> Result<ConfigFile<'a>, ParseError> {
+    run(text, path, 0, Ctx::Known(table::CTX_MAIN), opts, None)
+}
+
+/// Parses the main configuration file `main` and, unless
+/// `opts.single_file`, every file it includes, reading them through
+/// `source`. Relative include paths are resolved against the main file's
+/// directory, as nginx does; each file is parsed once, in the context of the
+/// first `include` that names it.
+pub fn parse_tree<'a>(
+    arena: &'a SourceArena,
+    source: &dyn Source,
+    main: &str,
+    opts: &ParseOptions,
+) -> Result<Tree<'a>, ParseError> {
+    let content = source.read(main).map_err(|e| ParseError {
+        kind: ErrorKind::Include,
+        message: format!("open() \"{main}\" failed ({e})"),
+        file: main.to_owned(),
+        line: None,
+    })?;
+    let prefix = match main.rfind('/') {
+        Some(0) => "/".to_owned(),
+        Some(i) => main[..i].to_owned(),
+        None => String::new(),
+    };
+    let mut reg = Registry {
+        source,
+        prefix: prefix.trim_end_matches('/').to_owned(),
+        paths: vec![main.to_owned()],
+        ctx: vec![Ctx::Known(table::CTX_MAIN)],
+        chain: vec![Vec::new()],
+        content: vec![Some(content)],
+        index: HashMap::from([(main.to_owned(), 0)]),
+    };
+    let mut files = Vec::new();
+    let mut next = 0;
+    while next < reg.paths.len() {
+        let path = reg.paths[next].clone();
+        let bytes = match reg.content[next].take() {
+            Some(bytes) => Ok(bytes),
+            None => source.read(&path),
+        };
+        let file = match bytes {
+            Ok(bytes) => {
+                let text = match String::from_utf8(bytes) {
+                    Ok(s) => s,
+                    Err(e) => decode(e.as_bytes()).into_owned(),
+                };
+                let text: &'a str = arena.0.alloc(text);
+                let ctx = reg.ctx[next];
+                run(text, &path, next, ctx, opts, Some(&mut reg))?
+            }
+            Err(e) => {
+                let error = ParseError {
+                    kind: ErrorKind::Include,
+                    message: format!("open() \"{path}\" failed ({e})"),
+                    file: path.clone(),
+                    line: None,
+                };
+                if !opts.recover {
+                    return Err(error);
+                }
+                ConfigFile {
+                    path,
+                    text: "",
+                    nodes: Vec::new(),
+                    errors: vec![error],
+                }
+            }
+        };
+        files.push(file);
+        next += 1;
+    }
+    Ok(Tree { files })
+}

@@ -1,0 +1,294 @@
+//! Storage traits: what the master persists, one repository per resource.
+//!
+//! The master keeps *desired* state (organizations, workspaces, virtual
+//! hosts, upstreams, certificates, agent labels) apart from *observed* state
+//! (what each agent reported: state, health, applied version), and stores
+//! telemetry (metrics samples, access-log entries) for the query endpoints.
+//! The reference implementation is sea-orm in `nxmesh-server`; an embedder
+//! may bring their own by implementing these traits, and must then pass the
+//! storage conformance suite.
+//!
+//! Every method that changes data commits before it returns: a write that
+//! returned `Ok` survives a crash. Ids are chosen by the store.
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::error::ValidationErrors;
+use crate::model::{
+    AccessLogEntry, AccessLogPage, AccessLogQuery, Agent, AgentHealth, AgentState, AgentStateFilter,
+    Certificate, CertificateProvider, CertificateStatus, CreateOrganization, CreateWorkspace, Labels,
+    MetricsQuery, MetricsSummary, Organization, TargetAgents, Timestamp, UpdateAgent,
+    UpdateOrganization, UpdateWorkspace, Upstream, UpstreamSpec, VirtualHost, VirtualHostSpec,
+    Workspace,
+};
+use crate::pagination::{Page, PageParams};
+use crate::protocol::MetricsBatch;
+use crate::selector::LabelSelector;
+
+/// Why a storage operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The object does not exist (or is not visible in this scope).
+    #[error("{what} not found")]
+    NotFound {
+        /// What was looked for, for example `workspace`.
+        what: &'static str,
+    },
+    /// A uniqueness rule was broken, for example a duplicate slug.
+    #[error("conflict: {what}")]
+    Conflict {
+        /// Which rule, for example `slug already exists`.
+        what: String,
+    },
+    /// The data was refused by a rule checked at storage time.
+    #[error(transparent)]
+    Invalid(#[from] ValidationErrors),
+    /// The backend cannot be reached now; the caller may retry.
+    #[error("storage unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The backend failed.
+    #[error("storage backend error")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// The result of storage operations.
+pub type StorageResult<T> = Result<T, StorageError>;
+
+/// Organizations.
+#[async_trait]
+pub trait OrganizationStore: Send + Sync {
+    /// Creates an organization. Fails with `Conflict` on a duplicate slug.
+    async fn create_organization(&self, new: &CreateOrganization) -> StorageResult<Organization>;
+    /// The organization with `id`.
+    async fn get_organization(&self, id: Uuid) -> StorageResult<Option<Organization>>;
+    /// Organizations among `ids` (those a principal may see), by creation.
+    async fn list_organizations(&self, ids: &[Uuid], page: PageParams) -> StorageResult<Page<Organization>>;
+    /// Changes an organization.
+    async fn update_organization(&self, id: Uuid, update: &UpdateOrganization) -> StorageResult<Organization>;
+    /// Deletes an organization and everything in it.
+    async fn delete_organization(&self, id: Uuid) -> StorageResult<()>;
+}
+
+/// Workspaces.
+#[async_trait]
+pub trait WorkspaceStore: Send + Sync {
+    /// Creates a workspace. Fails with `Conflict` on a duplicate slug in
+    /// the organization.
+    async fn create_workspace(&self, organization_id: Uuid, new: &CreateWorkspace) -> StorageResult<Workspace>;
+    /// The workspace with `id`.
+    async fn get_workspace(&self, id: Uuid) -> StorageResult<Option<Workspace>>;
+    /// The workspaces of an organization.
+    async fn list_workspaces(&self, organization_id: Uuid, page: PageParams) -> StorageResult<Page<Workspace>>;
+    /// Changes a workspace.
+    async fn update_workspace(&self, id: Uuid, update: &UpdateWorkspace) -> StorageResult<Workspace>;
+    /// Deletes a workspace and everything in it.
+    async fn delete_workspace(&self, id: Uuid) -> StorageResult<()>;
+}
+
+/// A new agent with its registration token, which the store keeps only as a
+/// hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAgent {
+    /// The workspace.
+    pub workspace_id: Uuid,
+    /// Display name.
+    pub name: String,
+    /// Labels.
+    pub labels: Labels,
+    /// Hash of the registration token.
+    pub token_hash: String,
+    /// When the token expires.
+    pub token_expires_at: Timestamp,
+}
+
+/// Filters of the agent list.
+#[derive(Debug, Clone, Default)]
+pub struct AgentFilter {
+    /// By state.
+    pub state: AgentStateFilter,
+    /// By labels.
+    pub selector: Option<LabelSelector>,
+}
+
+/// What an agent reported about itself when it registered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentIdentity {
+    /// Host name.
+    pub hostname: String,
+    /// Address.
+    pub ip_address: String,
+    /// Agent version.
+    pub version: String,
+    /// nginx features.
+    pub capabilities: Vec<String>,
+    /// Deployment mode.
+    pub deployment_mode: crate::model::DeploymentMode,
+}
+
+/// Agents: desired fields (name, labels) and observed ones (identity,
+/// state, health).
+#[async_trait]
+pub trait AgentStore: Send + Sync {
+    /// Creates an agent that has not registered yet.
+    async fn create_agent(&self, new: &NewAgent) -> StorageResult<Agent>;
+    /// The agent with `id`, with its latest health.
+    async fn get_agent(&self, id: Uuid) -> StorageResult<Option<Agent>>;
+    /// The agents of a workspace.
+    async fn list_agents(&self, workspace_id: Uuid, filter: &AgentFilter, page: PageParams) -> StorageResult<Page<Agent>>;
+    /// Every agent of a workspace whose labels match `target`.
+    async fn target_agents(&self, workspace_id: Uuid, target: &TargetAgents) -> StorageResult<Vec<Uuid>>;
+    /// Changes name or labels.
+    async fn update_agent(&self, id: Uuid, update: &UpdateAgent) -> StorageResult<Agent>;
+    /// Deletes an agent and revokes its credential.
+    async fn delete_agent(&self, id: Uuid) -> StorageResult<()>;
+    /// Consumes a registration token (by hash) that has not expired at
+    /// `now`, records the agent's identity and the hash of its new durable
+    /// credential, and returns the agent. `NotFound` when no such unused
+    /// token exists.
+    async fn register_agent(
+        &self,
+        token_hash: &str,
+        now: Timestamp,
+        identity: &AgentIdentity,
+        credential_hash: &str,
+    ) -> StorageResult<Agent>;
+    /// The agent holding the credential with this hash.
+    async fn agent_by_credential(&self, credential_hash: &str) -> StorageResult<Option<Agent>>;
+    /// Records observed state: connection state, last seen, latest health.
+    async fn record_agent_state(
+        &self,
+        id: Uuid,
+        state: AgentState,
+        seen_at: Timestamp,
+        health: Option<&AgentHealth>,
+    ) -> StorageResult<()>;
+}
+
+/// Virtual hosts.
+#[async_trait]
+pub trait VirtualHostStore: Send + Sync {
+    /// Creates a virtual host. `Conflict` on a duplicate name.
+    async fn create_virtual_host(
+        &self,
+        workspace_id: Uuid,
+        spec: &VirtualHostSpec,
+        target: &TargetAgents,
+    ) -> StorageResult<VirtualHost>;
+    /// The virtual host with `id`.
+    async fn get_virtual_host(&self, id: Uuid) -> StorageResult<Option<VirtualHost>>;
+    /// The virtual hosts of a workspace.
+    async fn list_virtual_hosts(&self, workspace_id: Uuid, page: PageParams) -> StorageResult<Page<VirtualHost>>;
+    /// Replaces content and target.
+    async fn update_virtual_host(
+        &self,
+        id: Uuid,
+        spec: &VirtualHostSpec,
+        target: &TargetAgents,
+    ) -> StorageResult<VirtualHost>;
+    /// Deletes a virtual host.
+    async fn delete_virtual_host(&self, id: Uuid) -> StorageResult<()>;
+}
+
+/// Upstreams.
+#[async_trait]
+pub trait UpstreamStore: Send + Sync {
+    /// Creates an upstream. `Conflict` on a duplicate name.
+    async fn create_upstream(&self, workspace_id: Uuid, spec: &UpstreamSpec) -> StorageResult<Upstream>;
+    /// The upstream with `id`.
+    async fn get_upstream(&self, id: Uuid) -> StorageResult<Option<Upstream>>;
+    /// The upstreams of a workspace.
+    async fn list_upstreams(&self, workspace_id: Uuid, page: PageParams) -> StorageResult<Page<Upstream>>;
+    /// Replaces content.
+    async fn update_upstream(&self, id: Uuid, spec: &UpstreamSpec) -> StorageResult<Upstream>;
+    /// Deletes an upstream. `Conflict` while a virtual host uses it.
+    async fn delete_upstream(&self, id: Uuid) -> StorageResult<()>;
+}
+
+/// A certificate to store. The private key arrives already encrypted with
+/// a key that is not in the database.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NewCertificate {
+    /// The workspace.
+    pub workspace_id: Uuid,
+    /// The domain (without `*.`).
+    pub domain: String,
+    /// Wildcard or not.
+    pub is_wildcard: bool,
+    /// Where it comes from.
+    pub provider: CertificateProvider,
+    /// Initial status.
+    pub status: CertificateStatus,
+    /// Renew automatically.
+    pub auto_renew: bool,
+    /// The PEM chain, when issued.
+    pub certificate_pem: Option<String>,
+    /// The encrypted private key, when issued.
+    pub encrypted_private_key: Option<Vec<u8>>,
+    /// When issued.
+    pub issued_at: Option<Timestamp>,
+    /// When it expires.
+    pub expires_at: Option<Timestamp>,
+}
+
+impl std::fmt::Debug for NewCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewCertificate")
+            .field("workspace_id", &self.workspace_id)
+            .field("domain", &self.domain)
+            .field("provider", &self.provider)
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Certificates.
+#[async_trait]
+pub trait CertificateStore: Send + Sync {
+    /// Stores a certificate.
+    async fn create_certificate(&self, new: &NewCertificate) -> StorageResult<Certificate>;
+    /// The certificate with `id` (never its key).
+    async fn get_certificate(&self, id: Uuid) -> StorageResult<Option<Certificate>>;
+    /// The certificates of a workspace.
+    async fn list_certificates(&self, workspace_id: Uuid, page: PageParams) -> StorageResult<Page<Certificate>>;
+    /// The PEM chain and encrypted key, for distribution to agents.
+    async fn certificate_material(&self, id: Uuid) -> StorageResult<Option<(String, Vec<u8>)>>;
+    /// Deletes a certificate. `Conflict` while a virtual host uses it.
+    async fn delete_certificate(&self, id: Uuid) -> StorageResult<()>;
+}
+
+/// Metrics and access logs.
+#[async_trait]
+pub trait TelemetryStore: Send + Sync {
+    /// Stores a batch of samples from an agent.
+    async fn insert_metrics(&self, agent_id: Uuid, batch: &MetricsBatch) -> StorageResult<()>;
+    /// Aggregates a workspace's (or, with `agent_id`, one agent's) samples
+    /// over the window.
+    async fn metrics_summary(
+        &self,
+        workspace_id: Uuid,
+        agent_id: Option<Uuid>,
+        query: &MetricsQuery,
+    ) -> StorageResult<MetricsSummary>;
+    /// Stores access-log entries.
+    async fn insert_access_logs(&self, entries: &[AccessLogEntry]) -> StorageResult<()>;
+    /// The newest matching entries of a workspace.
+    async fn query_access_logs(&self, workspace_id: Uuid, query: &AccessLogQuery) -> StorageResult<AccessLogPage>;
+}
+
+/// Everything the master stores, as one object.
+pub trait Storage:
+    OrganizationStore + WorkspaceStore + AgentStore + VirtualHostStore + UpstreamStore + CertificateStore + TelemetryStore
+{
+}
+
+impl<T> Storage for T where
+    T: OrganizationStore
+        + WorkspaceStore
+        + AgentStore
+        + VirtualHostStore
+        + UpstreamStore
+        + CertificateStore
+        + TelemetryStore
+{
+}

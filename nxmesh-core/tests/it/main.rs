@@ -1,0 +1,1 @@
+//! Integration tests of `nxmesh-core`, one binary with a module per area.
