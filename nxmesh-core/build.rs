@@ -80,7 +80,7 @@ fn convert(table: &serde_json::Map<String, serde_json::Value>) -> Result<Table, 
 }
 
 fn emit(out: &mut String, ident: &str, table: &Table) {
-    writeln!(out, "static {ident}: &[(&str, &[Usage])] = &[").ok();
+    writeln!(out, "static {ident}: Table = &[").ok();
     for (name, usages) in table {
         write!(out, "    ({name:?}, &[").ok();
         for (ctx, args, module) in usages {
@@ -122,14 +122,14 @@ fn main() -> Result<(), String> {
         .ok_or("no lua-nginx-module table")?;
     emit(&mut out, "LUA_NGINX_MODULE", &convert(lua)?);
 
-    writeln!(out, "static VERSIONS: &[(&str, &[(&str, &[Usage])])] = &[").ok();
+    writeln!(out, "static VERSIONS: &[(&str, Table)] = &[").ok();
     for (version, ident) in &versions {
         writeln!(out, "    ({version:?}, {ident}),").ok();
     }
     writeln!(out, "];").ok();
 
-    let dest = PathBuf::from(std::env::var("OUT_DIR").map_err(|e| e.to_string())?)
-        .join("directives.rs");
+    let dest =
+        PathBuf::from(std::env::var("OUT_DIR").map_err(|e| e.to_string())?).join("directives.rs");
     std::fs::write(&dest, out).map_err(|e| e.to_string())?;
     Ok(())
 }

@@ -88,7 +88,11 @@ impl Validate for GlobalSettings {
                 && !k.starts_with(|c: char| c.is_ascii_digit())
                 && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
             if !name_ok {
-                errors.push(field.clone(), FieldErrorCode::InvalidFormat, "not a valid environment variable name");
+                errors.push(
+                    field.clone(),
+                    FieldErrorCode::InvalidFormat,
+                    "not a valid environment variable name",
+                );
             }
             validate::plain_text(&mut errors, &field, v, validate::MAX_VALUE_LEN);
         }
@@ -121,7 +125,11 @@ impl Validate for ConfigUpdate {
     fn validate(&self) -> Result<(), ValidationErrors> {
         let mut errors = ValidationErrors::default();
         if self.version < 0 {
-            errors.push("version", FieldErrorCode::OutOfRange, "version must not be negative");
+            errors.push(
+                "version",
+                FieldErrorCode::OutOfRange,
+                "version must not be negative",
+            );
         }
         for (i, vh) in self.virtual_hosts.iter().enumerate() {
             let mut inner = ValidationErrors::default();
@@ -161,8 +169,16 @@ impl Validate for ConfigUpdate {
                     "certificates are keyed by their id",
                 );
             }
-            validate::pem(&mut errors, &format!("certificates.{key}.certificate_pem"), &cert.certificate_pem);
-            validate::pem(&mut errors, &format!("certificates.{key}.private_key_pem"), &cert.private_key_pem);
+            validate::pem(
+                &mut errors,
+                &format!("certificates.{key}.certificate_pem"),
+                &cert.certificate_pem,
+            );
+            validate::pem(
+                &mut errors,
+                &format!("certificates.{key}.private_key_pem"),
+                &cert.private_key_pem,
+            );
         }
         if let Err(inner) = self.global_settings.validate() {
             prefix(&mut errors, "global_settings", inner);

@@ -138,7 +138,11 @@ pub struct FieldError {
 impl FieldError {
     /// A field error.
     pub fn new(field: impl Into<String>, code: FieldErrorCode, message: impl Into<String>) -> Self {
-        FieldError { field: field.into(), message: message.into(), code }
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+            code,
+        }
     }
 }
 
@@ -158,7 +162,12 @@ pub struct ValidationErrors {
 
 impl ValidationErrors {
     /// Records a problem.
-    pub fn push(&mut self, field: impl Into<String>, code: FieldErrorCode, message: impl Into<String>) {
+    pub fn push(
+        &mut self,
+        field: impl Into<String>,
+        code: FieldErrorCode,
+        message: impl Into<String>,
+    ) {
         self.errors.push(FieldError::new(field, code, message));
     }
 
@@ -169,7 +178,11 @@ impl ValidationErrors {
 
     /// `Ok(())` when nothing was recorded, otherwise `Err(self)`.
     pub fn into_result(self) -> Result<(), ValidationErrors> {
-        if self.errors.is_empty() { Ok(()) } else { Err(self) }
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(self)
+        }
     }
 }
 

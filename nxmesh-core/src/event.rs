@@ -48,8 +48,13 @@ pub enum EventPayload {
 
 impl EventPayload {
     /// Every event type this version knows.
-    pub const TYPES: [&'static str; 5] =
-        ["agent.connected", "agent.disconnected", "config.applied", "config.failed", "health.alert"];
+    pub const TYPES: [&'static str; 5] = [
+        "agent.connected",
+        "agent.disconnected",
+        "config.applied",
+        "config.failed",
+        "health.alert",
+    ];
 
     /// The event type, for example `agent.connected`.
     pub fn event_type(&self) -> &'static str {
@@ -211,12 +216,17 @@ impl Validate for Subscription {
     fn validate(&self) -> Result<(), ValidationErrors> {
         let mut errors = ValidationErrors::default();
         if self.events.is_empty() {
-            errors.push("events", FieldErrorCode::Required, "subscribe to at least one pattern");
+            errors.push(
+                "events",
+                FieldErrorCode::Required,
+                "subscribe to at least one pattern",
+            );
         }
         for (i, p) in self.events.iter().enumerate() {
             let ok = !p.is_empty()
                 && p.len() <= 128
-                && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._*".contains(&b));
+                && p.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._*".contains(&b));
             if !ok {
                 errors.push(
                     format!("events[{i}]"),

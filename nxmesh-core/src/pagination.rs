@@ -31,7 +31,10 @@ fn default_per_page() -> u32 {
 
 impl Default for PageParams {
     fn default() -> Self {
-        PageParams { page: 1, per_page: DEFAULT_PER_PAGE }
+        PageParams {
+            page: 1,
+            per_page: DEFAULT_PER_PAGE,
+        }
     }
 }
 
@@ -39,7 +42,11 @@ impl PageParams {
     /// Checks the bounds: `page >= 1`, `1 <= per_page <= 100`.
     pub fn validate(&self) -> Result<(), FieldError> {
         if self.page == 0 {
-            return Err(FieldError::new("page", FieldErrorCode::OutOfRange, "page starts at 1"));
+            return Err(FieldError::new(
+                "page",
+                FieldErrorCode::OutOfRange,
+                "page starts at 1",
+            ));
         }
         if self.per_page == 0 || self.per_page > MAX_PER_PAGE {
             return Err(FieldError::new(
@@ -58,7 +65,11 @@ impl PageParams {
 
     /// The `meta` block for this page of a list with `total` items.
     pub fn meta(&self, total: u64) -> PageMeta {
-        PageMeta { page: self.page, per_page: self.per_page, total }
+        PageMeta {
+            page: self.page,
+            per_page: self.per_page,
+            total,
+        }
     }
 }
 

@@ -84,15 +84,23 @@ pub enum RegistrationResponse {
 impl fmt::Debug for RegistrationResponse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RegistrationResponse::Accepted { agent_id, heartbeat_interval_seconds, agent_credential } => f
+            RegistrationResponse::Accepted {
+                agent_id,
+                heartbeat_interval_seconds,
+                agent_credential,
+            } => f
                 .debug_struct("Accepted")
                 .field("agent_id", agent_id)
                 .field("heartbeat_interval_seconds", heartbeat_interval_seconds)
-                .field("agent_credential", &agent_credential.as_ref().map(|_| "<redacted>"))
+                .field(
+                    "agent_credential",
+                    &agent_credential.as_ref().map(|_| "<redacted>"),
+                )
                 .finish(),
-            RegistrationResponse::Rejected { error_message } => {
-                f.debug_struct("Rejected").field("error_message", error_message).finish()
-            }
+            RegistrationResponse::Rejected { error_message } => f
+                .debug_struct("Rejected")
+                .field("error_message", error_message)
+                .finish(),
         }
     }
 }

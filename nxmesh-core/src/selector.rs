@@ -116,7 +116,10 @@ impl FromStr for LabelSelector {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if s.len() > MAX_SELECTOR_LEN {
-            return Err(SelectorError { offset: MAX_SELECTOR_LEN, message: "selector too long".into() });
+            return Err(SelectorError {
+                offset: MAX_SELECTOR_LEN,
+                message: "selector too long".into(),
+            });
         }
         let mut p = Parser { s, pos: 0 };
         let mut requirements = Vec::new();
@@ -157,7 +160,10 @@ impl Parser<'_> {
     }
 
     fn err<T>(&self, message: impl Into<String>) -> Result<T, SelectorError> {
-        Err(SelectorError { offset: self.pos, message: message.into() })
+        Err(SelectorError {
+            offset: self.pos,
+            message: message.into(),
+        })
     }
 
     fn expect(&mut self, c: char, message: &str) -> Result<(), SelectorError> {
@@ -181,7 +187,10 @@ impl Parser<'_> {
     /// A run of characters that can appear in keys and values.
     fn word(&mut self) -> &str {
         let start = self.pos;
-        while self.peek().is_some_and(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)) {
+        while self
+            .peek()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+        {
             self.pos += 1;
         }
         &self.s[start..self.pos]
@@ -194,7 +203,10 @@ impl Parser<'_> {
             return self.err("expected a label key");
         }
         if !is_label_key(&k) {
-            return Err(SelectorError { offset: start, message: format!("invalid label key {k:?}") });
+            return Err(SelectorError {
+                offset: start,
+                message: format!("invalid label key {k:?}"),
+            });
         }
         Ok(k)
     }
@@ -203,7 +215,10 @@ impl Parser<'_> {
         let start = self.pos;
         let v = self.word().to_owned();
         if !is_label_value(&v) {
-            return Err(SelectorError { offset: start, message: format!("invalid label value {v:?}") });
+            return Err(SelectorError {
+                offset: start,
+                message: format!("invalid label value {v:?}"),
+            });
         }
         Ok(v)
     }
@@ -248,7 +263,9 @@ impl Parser<'_> {
             "" => Ok(Requirement::Exists(key)),
             _ => {
                 self.pos = save;
-                self.err(format!("expected '=', '==', '!=', 'in' or 'notin', found {op:?}"))
+                self.err(format!(
+                    "expected '=', '==', '!=', 'in' or 'notin', found {op:?}"
+                ))
             }
         }
     }
@@ -259,7 +276,10 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
@@ -268,13 +288,25 @@ mod tests {
             "env=production, region != us-east ,tier in (web, api),zone notin (z1),canary,!legacy"
                 .parse()
                 .unwrap();
-        assert_eq!(sel.to_string(), "env=production,region!=us-east,tier in (api,web),zone notin (z1),canary,!legacy");
-        let good = labels(&[("env", "production"), ("region", "eu"), ("tier", "web"), ("canary", "")]);
+        assert_eq!(
+            sel.to_string(),
+            "env=production,region!=us-east,tier in (api,web),zone notin (z1),canary,!legacy"
+        );
+        let good = labels(&[
+            ("env", "production"),
+            ("region", "eu"),
+            ("tier", "web"),
+            ("canary", ""),
+        ]);
         assert!(sel.matches(&good));
         let mut bad = good.clone();
         bad.insert("legacy".into(), "1".into());
         assert!(!sel.matches(&bad));
-        assert!(!sel.matches(&labels(&[("env", "production"), ("tier", "db"), ("canary", "")])));
+        assert!(!sel.matches(&labels(&[
+            ("env", "production"),
+            ("tier", "db"),
+            ("canary", "")
+        ])));
     }
 
     #[test]

@@ -16,11 +16,11 @@ use uuid::Uuid;
 
 use crate::error::ValidationErrors;
 use crate::model::{
-    AccessLogEntry, AccessLogPage, AccessLogQuery, Agent, AgentHealth, AgentState, AgentStateFilter,
-    Certificate, CertificateProvider, CertificateStatus, CreateOrganization, CreateWorkspace, Labels,
-    MetricsQuery, MetricsSummary, Organization, TargetAgents, Timestamp, UpdateAgent,
-    UpdateOrganization, UpdateWorkspace, Upstream, UpstreamSpec, VirtualHost, VirtualHostSpec,
-    Workspace,
+    AccessLogEntry, AccessLogPage, AccessLogQuery, Agent, AgentHealth, AgentState,
+    AgentStateFilter, Certificate, CertificateProvider, CertificateStatus, CreateOrganization,
+    CreateWorkspace, Labels, MetricsQuery, MetricsSummary, Organization, TargetAgents, Timestamp,
+    UpdateAgent, UpdateOrganization, UpdateWorkspace, Upstream, UpstreamSpec, VirtualHost,
+    VirtualHostSpec, Workspace,
 };
 use crate::pagination::{Page, PageParams};
 use crate::protocol::MetricsBatch;
@@ -63,9 +63,17 @@ pub trait OrganizationStore: Send + Sync {
     /// The organization with `id`.
     async fn get_organization(&self, id: Uuid) -> StorageResult<Option<Organization>>;
     /// Organizations among `ids` (those a principal may see), by creation.
-    async fn list_organizations(&self, ids: &[Uuid], page: PageParams) -> StorageResult<Page<Organization>>;
+    async fn list_organizations(
+        &self,
+        ids: &[Uuid],
+        page: PageParams,
+    ) -> StorageResult<Page<Organization>>;
     /// Changes an organization.
-    async fn update_organization(&self, id: Uuid, update: &UpdateOrganization) -> StorageResult<Organization>;
+    async fn update_organization(
+        &self,
+        id: Uuid,
+        update: &UpdateOrganization,
+    ) -> StorageResult<Organization>;
     /// Deletes an organization and everything in it.
     async fn delete_organization(&self, id: Uuid) -> StorageResult<()>;
 }
@@ -75,13 +83,25 @@ pub trait OrganizationStore: Send + Sync {
 pub trait WorkspaceStore: Send + Sync {
     /// Creates a workspace. Fails with `Conflict` on a duplicate slug in
     /// the organization.
-    async fn create_workspace(&self, organization_id: Uuid, new: &CreateWorkspace) -> StorageResult<Workspace>;
+    async fn create_workspace(
+        &self,
+        organization_id: Uuid,
+        new: &CreateWorkspace,
+    ) -> StorageResult<Workspace>;
     /// The workspace with `id`.
     async fn get_workspace(&self, id: Uuid) -> StorageResult<Option<Workspace>>;
     /// The workspaces of an organization.
-    async fn list_workspaces(&self, organization_id: Uuid, page: PageParams) -> StorageResult<Page<Workspace>>;
+    async fn list_workspaces(
+        &self,
+        organization_id: Uuid,
+        page: PageParams,
+    ) -> StorageResult<Page<Workspace>>;
     /// Changes a workspace.
-    async fn update_workspace(&self, id: Uuid, update: &UpdateWorkspace) -> StorageResult<Workspace>;
+    async fn update_workspace(
+        &self,
+        id: Uuid,
+        update: &UpdateWorkspace,
+    ) -> StorageResult<Workspace>;
     /// Deletes a workspace and everything in it.
     async fn delete_workspace(&self, id: Uuid) -> StorageResult<()>;
 }
@@ -135,9 +155,18 @@ pub trait AgentStore: Send + Sync {
     /// The agent with `id`, with its latest health.
     async fn get_agent(&self, id: Uuid) -> StorageResult<Option<Agent>>;
     /// The agents of a workspace.
-    async fn list_agents(&self, workspace_id: Uuid, filter: &AgentFilter, page: PageParams) -> StorageResult<Page<Agent>>;
+    async fn list_agents(
+        &self,
+        workspace_id: Uuid,
+        filter: &AgentFilter,
+        page: PageParams,
+    ) -> StorageResult<Page<Agent>>;
     /// Every agent of a workspace whose labels match `target`.
-    async fn target_agents(&self, workspace_id: Uuid, target: &TargetAgents) -> StorageResult<Vec<Uuid>>;
+    async fn target_agents(
+        &self,
+        workspace_id: Uuid,
+        target: &TargetAgents,
+    ) -> StorageResult<Vec<Uuid>>;
     /// Changes name or labels.
     async fn update_agent(&self, id: Uuid, update: &UpdateAgent) -> StorageResult<Agent>;
     /// Deletes an agent and revokes its credential.
@@ -178,7 +207,11 @@ pub trait VirtualHostStore: Send + Sync {
     /// The virtual host with `id`.
     async fn get_virtual_host(&self, id: Uuid) -> StorageResult<Option<VirtualHost>>;
     /// The virtual hosts of a workspace.
-    async fn list_virtual_hosts(&self, workspace_id: Uuid, page: PageParams) -> StorageResult<Page<VirtualHost>>;
+    async fn list_virtual_hosts(
+        &self,
+        workspace_id: Uuid,
+        page: PageParams,
+    ) -> StorageResult<Page<VirtualHost>>;
     /// Replaces content and target.
     async fn update_virtual_host(
         &self,
@@ -194,11 +227,19 @@ pub trait VirtualHostStore: Send + Sync {
 #[async_trait]
 pub trait UpstreamStore: Send + Sync {
     /// Creates an upstream. `Conflict` on a duplicate name.
-    async fn create_upstream(&self, workspace_id: Uuid, spec: &UpstreamSpec) -> StorageResult<Upstream>;
+    async fn create_upstream(
+        &self,
+        workspace_id: Uuid,
+        spec: &UpstreamSpec,
+    ) -> StorageResult<Upstream>;
     /// The upstream with `id`.
     async fn get_upstream(&self, id: Uuid) -> StorageResult<Option<Upstream>>;
     /// The upstreams of a workspace.
-    async fn list_upstreams(&self, workspace_id: Uuid, page: PageParams) -> StorageResult<Page<Upstream>>;
+    async fn list_upstreams(
+        &self,
+        workspace_id: Uuid,
+        page: PageParams,
+    ) -> StorageResult<Page<Upstream>>;
     /// Replaces content.
     async fn update_upstream(&self, id: Uuid, spec: &UpstreamSpec) -> StorageResult<Upstream>;
     /// Deletes an upstream. `Conflict` while a virtual host uses it.
@@ -250,7 +291,11 @@ pub trait CertificateStore: Send + Sync {
     /// The certificate with `id` (never its key).
     async fn get_certificate(&self, id: Uuid) -> StorageResult<Option<Certificate>>;
     /// The certificates of a workspace.
-    async fn list_certificates(&self, workspace_id: Uuid, page: PageParams) -> StorageResult<Page<Certificate>>;
+    async fn list_certificates(
+        &self,
+        workspace_id: Uuid,
+        page: PageParams,
+    ) -> StorageResult<Page<Certificate>>;
     /// The PEM chain and encrypted key, for distribution to agents.
     async fn certificate_material(&self, id: Uuid) -> StorageResult<Option<(String, Vec<u8>)>>;
     /// Deletes a certificate. `Conflict` while a virtual host uses it.
@@ -273,12 +318,22 @@ pub trait TelemetryStore: Send + Sync {
     /// Stores access-log entries.
     async fn insert_access_logs(&self, entries: &[AccessLogEntry]) -> StorageResult<()>;
     /// The newest matching entries of a workspace.
-    async fn query_access_logs(&self, workspace_id: Uuid, query: &AccessLogQuery) -> StorageResult<AccessLogPage>;
+    async fn query_access_logs(
+        &self,
+        workspace_id: Uuid,
+        query: &AccessLogQuery,
+    ) -> StorageResult<AccessLogPage>;
 }
 
 /// Everything the master stores, as one object.
 pub trait Storage:
-    OrganizationStore + WorkspaceStore + AgentStore + VirtualHostStore + UpstreamStore + CertificateStore + TelemetryStore
+    OrganizationStore
+    + WorkspaceStore
+    + AgentStore
+    + VirtualHostStore
+    + UpstreamStore
+    + CertificateStore
+    + TelemetryStore
 {
 }
 

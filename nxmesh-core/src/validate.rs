@@ -46,9 +46,17 @@ pub fn name(errors: &mut ValidationErrors, field: &str, s: &str) {
     if s.trim().is_empty() {
         errors.push(field, Code::Required, "must not be empty");
     } else if s.chars().count() > MAX_NAME_LEN {
-        errors.push(field, Code::TooLong, format!("at most {MAX_NAME_LEN} characters"));
+        errors.push(
+            field,
+            Code::TooLong,
+            format!("at most {MAX_NAME_LEN} characters"),
+        );
     } else if has_control(s) {
-        errors.push(field, Code::InvalidCharacter, "must not contain control characters");
+        errors.push(
+            field,
+            Code::InvalidCharacter,
+            "must not contain control characters",
+        );
     }
 }
 
@@ -66,7 +74,11 @@ pub fn plain_text(errors: &mut ValidationErrors, field: &str, s: &str, max: usiz
     if s.len() > max {
         errors.push(field, Code::TooLong, format!("at most {max} bytes"));
     } else if has_control(s) {
-        errors.push(field, Code::InvalidCharacter, "must not contain control characters");
+        errors.push(
+            field,
+            Code::InvalidCharacter,
+            "must not contain control characters",
+        );
     }
 }
 
@@ -76,7 +88,9 @@ pub fn slug(errors: &mut ValidationErrors, field: &str, s: &str) {
         errors.push(field, Code::Required, "must not be empty");
     } else if s.len() > 63 {
         errors.push(field, Code::TooLong, "at most 63 characters");
-    } else if !s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    } else if !s
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         || s.starts_with('-')
         || s.ends_with('-')
     {
@@ -95,7 +109,9 @@ pub fn email(errors: &mut ValidationErrors, field: &str, s: &str) {
             Some((local, domain)) => {
                 !local.is_empty()
                     && local.len() <= 64
-                    && local.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+/=?^_`{|}~.-".contains(&b))
+                    && local
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+/=?^_`{|}~.-".contains(&b))
                     && !local.starts_with('.')
                     && !local.ends_with('.')
                     && !local.contains("..")
@@ -114,7 +130,11 @@ pub fn email(errors: &mut ValidationErrors, field: &str, s: &str) {
 /// A number within `lo..=hi`.
 pub fn range(errors: &mut ValidationErrors, field: &str, v: u64, lo: u64, hi: u64) {
     if v < lo || v > hi {
-        errors.push(field, Code::OutOfRange, format!("must be between {lo} and {hi}"));
+        errors.push(
+            field,
+            Code::OutOfRange,
+            format!("must be between {lo} and {hi}"),
+        );
     }
 }
 
@@ -174,14 +194,17 @@ pub fn is_label_key(s: &str) -> bool {
         Some((p, n)) => (Some(p), n),
         None => (None, s),
     };
-    prefix.is_none_or(|p| p.len() <= 253 && is_hostname(p)) && !name.is_empty() && is_label_value(name)
+    prefix.is_none_or(|p| p.len() <= 253 && is_hostname(p))
+        && !name.is_empty()
+        && is_label_value(name)
 }
 
 /// Whether `s` is a Kubernetes label value (empty allowed).
 pub fn is_label_value(s: &str) -> bool {
     s.is_empty()
         || (s.len() <= 63
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
             && s.as_bytes()[0].is_ascii_alphanumeric()
             && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric())
 }
@@ -190,7 +213,11 @@ pub fn is_label_value(s: &str) -> bool {
 /// `.example.com`, `example.*`, `~regex`, and `_`.
 pub fn server_names(errors: &mut ValidationErrors, field: &str, s: &str) {
     if has_control(s) {
-        errors.push(field, Code::InvalidCharacter, "must not contain control characters");
+        errors.push(
+            field,
+            Code::InvalidCharacter,
+            "must not contain control characters",
+        );
         return;
     }
     let names: Vec<&str> = s.split([' ', '\t']).filter(|n| !n.is_empty()).collect();
@@ -199,18 +226,42 @@ pub fn server_names(errors: &mut ValidationErrors, field: &str, s: &str) {
         return;
     }
     if names.len() > MAX_SERVER_NAMES {
-        errors.push(field, Code::TooLong, format!("at most {MAX_SERVER_NAMES} names"));
+        errors.push(
+            field,
+            Code::TooLong,
+            format!("at most {MAX_SERVER_NAMES} names"),
+        );
     }
+    // One error for the field, naming every bad name.
+    let mut bad = Vec::new();
     for n in names {
         if let Some(re) = n.strip_prefix('~') {
-            regex(errors, field, re);
+            let mut e = ValidationErrors::default();
+            regex(&mut e, field, re);
+            if let Some(first) = e.errors.into_iter().next() {
+                errors.errors.push(first);
+                return;
+            }
         } else if !is_server_name(n) {
-            errors.push(
-                field,
-                Code::InvalidFormat,
-                format!("{:?} is not a host name, a wildcard name (*.example.com, .example.com, example.*) or a ~regex", printable(n)),
-            );
+            bad.push(format!("{:?}", printable(n)));
         }
+    }
+    if !bad.is_empty() {
+        errors.push(
+            field,
+            Code::InvalidFormat,
+            if bad.len() == 1 {
+                format!(
+                    "{} is not a host name, a wildcard name (*.example.com, .example.com, example.*) or a ~regex",
+                    bad[0]
+                )
+            } else {
+                format!(
+                    "{} are not host names, wildcard names (*.example.com, .example.com, example.*) or ~regexes",
+                    bad.join(", ")
+                )
+            },
+        );
     }
 }
 
@@ -233,7 +284,11 @@ pub fn certificate_domain(errors: &mut ValidationErrors, field: &str, s: &str) {
     if s.is_empty() {
         errors.push(field, Code::Required, "must not be empty");
     } else if !is_hostname(host) || !host.contains('.') {
-        errors.push(field, Code::InvalidFormat, "not a valid domain (example.com or *.example.com)");
+        errors.push(
+            field,
+            Code::InvalidFormat,
+            "not a valid domain (example.com or *.example.com)",
+        );
     }
 }
 
@@ -243,20 +298,37 @@ pub fn regex(errors: &mut ValidationErrors, field: &str, s: &str) {
     if s.is_empty() {
         errors.push(field, Code::Required, "the regular expression is empty");
     } else if s.len() > MAX_PATH_LEN {
-        errors.push(field, Code::TooLong, format!("at most {MAX_PATH_LEN} bytes"));
+        errors.push(
+            field,
+            Code::TooLong,
+            format!("at most {MAX_PATH_LEN} bytes"),
+        );
     } else if has_control(s) {
-        errors.push(field, Code::InvalidCharacter, "must not contain control characters");
+        errors.push(
+            field,
+            Code::InvalidCharacter,
+            "must not contain control characters",
+        );
     } else if let Err(e) = regex_syntax::ParserBuilder::new().build().parse(s) {
         let msg = e.to_string();
         let first = msg.lines().last().unwrap_or("invalid").trim();
-        errors.push(field, Code::InvalidFormat, format!("not a valid regular expression: {first}"));
+        errors.push(
+            field,
+            Code::InvalidFormat,
+            format!("not a valid regular expression: {first}"),
+        );
     }
 }
 
 /// A location path with its modifier: a regular expression for `~`/`~*`;
 /// otherwise an absolute URI path (or `@name` for a plain named location)
 /// without whitespace or nginx syntax.
-pub fn location_path(errors: &mut ValidationErrors, field: &str, path: &str, modifier: Option<LocationModifier>) {
+pub fn location_path(
+    errors: &mut ValidationErrors,
+    field: &str,
+    path: &str,
+    modifier: Option<LocationModifier>,
+) {
     if modifier.is_some_and(LocationModifier::is_regex) {
         regex(errors, field, path);
         return;
@@ -264,19 +336,37 @@ pub fn location_path(errors: &mut ValidationErrors, field: &str, path: &str, mod
     if path.is_empty() {
         errors.push(field, Code::Required, "must not be empty");
     } else if path.len() > MAX_PATH_LEN {
-        errors.push(field, Code::TooLong, format!("at most {MAX_PATH_LEN} bytes"));
-    } else if has_control(path) || path.contains(char::is_whitespace) || path.contains(NGINX_SYNTAX) {
+        errors.push(
+            field,
+            Code::TooLong,
+            format!("at most {MAX_PATH_LEN} bytes"),
+        );
+    } else if has_control(path) || path.contains(char::is_whitespace) || path.contains(NGINX_SYNTAX)
+    {
         errors.push(
             field,
             Code::InvalidCharacter,
             "must not contain whitespace, control characters, quotes, '\\', '#', ';', '{' or '}'",
         );
     } else if let Some(named) = path.strip_prefix('@') {
-        if modifier.is_some() || named.is_empty() || !named.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b)) {
-            errors.push(field, Code::InvalidFormat, "a named location is '@' and letters, digits, '_' or '-', without modifier");
+        if modifier.is_some()
+            || named.is_empty()
+            || !named
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b))
+        {
+            errors.push(
+                field,
+                Code::InvalidFormat,
+                "a named location is '@' and letters, digits, '_' or '-', without modifier",
+            );
         }
     } else if !path.starts_with('/') {
-        errors.push(field, Code::InvalidFormat, "a location path starts with '/'");
+        errors.push(
+            field,
+            Code::InvalidFormat,
+            "a location path starts with '/'",
+        );
     }
 }
 
@@ -290,7 +380,9 @@ pub fn dollars_are_variables(s: &str) -> bool {
             let rest = &b[i + 1..];
             let ident = |c: &u8| c.is_ascii_alphanumeric() || *c == b'_';
             if rest.first() == Some(&b'{') {
-                let Some(close) = rest.iter().position(|c| *c == b'}') else { return false };
+                let Some(close) = rest.iter().position(|c| *c == b'}') else {
+                    return false;
+                };
                 if close < 2 || !rest[1..close].iter().all(ident) {
                     return false;
                 }
@@ -315,8 +407,15 @@ pub fn header_name(errors: &mut ValidationErrors, field: &str, s: &str) {
         errors.push(field, Code::Required, "must not be empty");
     } else if s.len() > 128 {
         errors.push(field, Code::TooLong, "at most 128 bytes");
-    } else if !s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
-        errors.push(field, Code::InvalidCharacter, "letters, digits, '-', '_' and '.' only");
+    } else if !s
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        errors.push(
+            field,
+            Code::InvalidCharacter,
+            "letters, digits, '-', '_' and '.' only",
+        );
     }
 }
 
@@ -328,9 +427,17 @@ pub fn header_value(errors: &mut ValidationErrors, field: &str, s: &str) {
 
 fn value_with_variables(errors: &mut ValidationErrors, field: &str, s: &str) {
     if s.len() > MAX_VALUE_LEN {
-        errors.push(field, Code::TooLong, format!("at most {MAX_VALUE_LEN} bytes"));
+        errors.push(
+            field,
+            Code::TooLong,
+            format!("at most {MAX_VALUE_LEN} bytes"),
+        );
     } else if has_control(s) {
-        errors.push(field, Code::InvalidCharacter, "must not contain control characters (CR, LF, NUL, …)");
+        errors.push(
+            field,
+            Code::InvalidCharacter,
+            "must not contain control characters (CR, LF, NUL, …)",
+        );
     } else if !dollars_are_variables(s) {
         errors.push(
             field,
@@ -356,12 +463,20 @@ pub fn abs_path(errors: &mut ValidationErrors, field: &str, s: &str) {
     if s.is_empty() {
         errors.push(field, Code::Required, "must not be empty");
     } else if s.len() > MAX_PATH_LEN {
-        errors.push(field, Code::TooLong, format!("at most {MAX_PATH_LEN} bytes"));
+        errors.push(
+            field,
+            Code::TooLong,
+            format!("at most {MAX_PATH_LEN} bytes"),
+        );
     } else if !s.starts_with('/') {
         errors.push(field, Code::InvalidFormat, "must be an absolute path");
     } else if s.split('/').any(|c| c == "..") {
         errors.push(field, Code::NotAllowed, "must not contain '..'");
-    } else if has_control(s) || s.contains(char::is_whitespace) || s.contains(NGINX_SYNTAX) || s.contains('$') {
+    } else if has_control(s)
+        || s.contains(char::is_whitespace)
+        || s.contains(NGINX_SYNTAX)
+        || s.contains('$')
+    {
         errors.push(
             field,
             Code::InvalidCharacter,
@@ -381,9 +496,15 @@ pub fn index_files(errors: &mut ValidationErrors, field: &str, s: &str) {
     for f in files {
         if f.len() > 255
             || f.split('/').any(|c| c == "..")
-            || !f.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b))
+            || !f
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b))
         {
-            errors.push(field, Code::InvalidFormat, format!("{:?} is not a plain file name", printable(f)));
+            errors.push(
+                field,
+                Code::InvalidFormat,
+                format!("{:?} is not a plain file name", printable(f)),
+            );
         }
     }
 }
@@ -391,16 +512,29 @@ pub fn index_files(errors: &mut ValidationErrors, field: &str, s: &str) {
 /// A `proxy_pass` URL: `http://` or `https://`, a host name or address, an
 /// optional port and path, from a conservative set of URL characters.
 pub fn proxy_url(errors: &mut ValidationErrors, field: &str, s: &str) {
-    let rest = s.strip_prefix("http://").or_else(|| s.strip_prefix("https://"));
+    let rest = s
+        .strip_prefix("http://")
+        .or_else(|| s.strip_prefix("https://"));
     let Some(rest) = rest else {
-        errors.push(field, Code::InvalidFormat, "must start with http:// or https://");
+        errors.push(
+            field,
+            Code::InvalidFormat,
+            "must start with http:// or https://",
+        );
         return;
     };
     if s.len() > MAX_PATH_LEN {
-        errors.push(field, Code::TooLong, format!("at most {MAX_PATH_LEN} bytes"));
+        errors.push(
+            field,
+            Code::TooLong,
+            format!("at most {MAX_PATH_LEN} bytes"),
+        );
         return;
     }
-    if !rest.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~:/?[]@!&()*+,=%".contains(&b)) {
+    if !rest
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._~:/?[]@!&()*+,=%".contains(&b))
+    {
         errors.push(
             field,
             Code::InvalidCharacter,
@@ -410,7 +544,11 @@ pub fn proxy_url(errors: &mut ValidationErrors, field: &str, s: &str) {
     }
     let authority = rest.split(['/', '?']).next().unwrap_or_default();
     if !is_host_port(authority, false) {
-        errors.push(field, Code::InvalidFormat, "needs a valid host and optional port");
+        errors.push(
+            field,
+            Code::InvalidFormat,
+            "needs a valid host and optional port",
+        );
     }
 }
 
@@ -418,7 +556,9 @@ pub fn proxy_url(errors: &mut ValidationErrors, field: &str, s: &str) {
 /// port required when `need_port`).
 fn is_host_port(s: &str, need_port: bool) -> bool {
     let (host, port) = if let Some(rest) = s.strip_prefix('[') {
-        let Some((v6, after)) = rest.split_once(']') else { return false };
+        let Some((v6, after)) = rest.split_once(']') else {
+            return false;
+        };
         if v6.parse::<std::net::Ipv6Addr>().is_err() {
             return false;
         }
@@ -461,8 +601,16 @@ pub fn upstream_address(errors: &mut ValidationErrors, field: &str, s: &str) {
 pub fn upstream_name(errors: &mut ValidationErrors, field: &str, s: &str) {
     if s.is_empty() {
         errors.push(field, Code::Required, "must not be empty");
-    } else if s.len() > 128 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
-        errors.push(field, Code::InvalidFormat, "1 to 128 of letters, digits, '-', '_' and '.'");
+    } else if s.len() > 128
+        || !s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        errors.push(
+            field,
+            Code::InvalidFormat,
+            "1 to 128 of letters, digits, '-', '_' and '.'",
+        );
     }
 }
 
@@ -473,8 +621,15 @@ pub fn pem(errors: &mut ValidationErrors, field: &str, s: &str) {
         errors.push(field, Code::TooLong, "at most 64 KiB");
     } else if !s.contains("-----BEGIN ") || !s.contains("-----END ") {
         errors.push(field, Code::InvalidFormat, "not a PEM document");
-    } else if s.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
-        errors.push(field, Code::InvalidCharacter, "must not contain control characters");
+    } else if s
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        errors.push(
+            field,
+            Code::InvalidCharacter,
+            "must not contain control characters",
+        );
     }
 }
 
@@ -596,7 +751,10 @@ pub fn custom_directives(
             errors.push(
                 f,
                 Code::NotAllowed,
-                format!("directive {:?} is not allowed here (custom directives come from an allowlist)", printable(name)),
+                format!(
+                    "directive {:?} is not allowed here (custom directives come from an allowlist)",
+                    printable(name)
+                ),
             );
             continue;
         }
@@ -611,7 +769,11 @@ pub fn custom_directives(
                 "arguments must not contain control characters, quotes, '\\', '#', ';', '{' or '}'",
             );
         } else if !dollars_are_variables(value) {
-            errors.push(f, Code::InvalidCharacter, "'$' must start a variable ($name or ${name})");
+            errors.push(
+                f,
+                Code::InvalidCharacter,
+                "'$' must start a variable ($name or ${name})",
+            );
         }
     }
 }
@@ -622,7 +784,11 @@ mod tests {
 
     #[test]
     fn allowlist_is_sorted_for_binary_search() {
-        assert!(CUSTOM_DIRECTIVE_ALLOWLIST.windows(2).all(|w| w[0].0 < w[1].0));
+        assert!(
+            CUSTOM_DIRECTIVE_ALLOWLIST
+                .windows(2)
+                .all(|w| w[0].0 < w[1].0)
+        );
     }
 
     #[test]

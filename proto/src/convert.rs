@@ -30,7 +30,10 @@ pub struct InvalidMessage {
 pub type Result<T, E = InvalidMessage> = std::result::Result<T, E>;
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> InvalidMessage {
-    InvalidMessage { field, reason: reason.into() }
+    InvalidMessage {
+        field,
+        reason: reason.into(),
+    }
 }
 
 fn uuid(field: &'static str, s: &str) -> Result<Uuid> {
@@ -38,7 +41,11 @@ fn uuid(field: &'static str, s: &str) -> Result<Uuid> {
 }
 
 fn opt_uuid(field: &'static str, s: &str) -> Result<Option<Uuid>> {
-    if s.is_empty() { Ok(None) } else { uuid(field, s).map(Some) }
+    if s.is_empty() {
+        Ok(None)
+    } else {
+        uuid(field, s).map(Some)
+    }
 }
 
 fn opt_string(s: String) -> Option<String> {
@@ -46,11 +53,16 @@ fn opt_string(s: String) -> Option<String> {
 }
 
 fn time(field: &'static str, ms: i64) -> Result<DateTime<Utc>> {
-    DateTime::from_timestamp_millis(ms).ok_or_else(|| invalid(field, format!("timestamp {ms} out of range")))
+    DateTime::from_timestamp_millis(ms)
+        .ok_or_else(|| invalid(field, format!("timestamp {ms} out of range")))
 }
 
 fn opt_time(field: &'static str, ms: i64) -> Result<Option<DateTime<Utc>>> {
-    if ms == 0 { Ok(None) } else { time(field, ms).map(Some) }
+    if ms == 0 {
+        Ok(None)
+    } else {
+        time(field, ms).map(Some)
+    }
 }
 
 fn millis(t: DateTime<Utc>) -> i64 {
@@ -97,11 +109,17 @@ impl TryFrom<pb::LoadBalanceAlgorithm> for model::LoadBalanceAlgorithm {
     type Error = InvalidMessage;
     fn try_from(v: pb::LoadBalanceAlgorithm) -> Result<Self> {
         match v {
-            pb::LoadBalanceAlgorithm::Unspecified => Err(invalid("upstream.algorithm", "unspecified")),
+            pb::LoadBalanceAlgorithm::Unspecified => {
+                Err(invalid("upstream.algorithm", "unspecified"))
+            }
             pb::LoadBalanceAlgorithm::RoundRobin => Ok(model::LoadBalanceAlgorithm::RoundRobin),
-            pb::LoadBalanceAlgorithm::LeastConnections => Ok(model::LoadBalanceAlgorithm::LeastConnections),
+            pb::LoadBalanceAlgorithm::LeastConnections => {
+                Ok(model::LoadBalanceAlgorithm::LeastConnections)
+            }
             pb::LoadBalanceAlgorithm::IpHash => Ok(model::LoadBalanceAlgorithm::IpHash),
-            pb::LoadBalanceAlgorithm::WeightedRoundRobin => Ok(model::LoadBalanceAlgorithm::WeightedRoundRobin),
+            pb::LoadBalanceAlgorithm::WeightedRoundRobin => {
+                Ok(model::LoadBalanceAlgorithm::WeightedRoundRobin)
+            }
         }
     }
 }
@@ -110,9 +128,13 @@ impl From<model::LoadBalanceAlgorithm> for pb::LoadBalanceAlgorithm {
     fn from(v: model::LoadBalanceAlgorithm) -> Self {
         match v {
             model::LoadBalanceAlgorithm::RoundRobin => pb::LoadBalanceAlgorithm::RoundRobin,
-            model::LoadBalanceAlgorithm::LeastConnections => pb::LoadBalanceAlgorithm::LeastConnections,
+            model::LoadBalanceAlgorithm::LeastConnections => {
+                pb::LoadBalanceAlgorithm::LeastConnections
+            }
             model::LoadBalanceAlgorithm::IpHash => pb::LoadBalanceAlgorithm::IpHash,
-            model::LoadBalanceAlgorithm::WeightedRoundRobin => pb::LoadBalanceAlgorithm::WeightedRoundRobin,
+            model::LoadBalanceAlgorithm::WeightedRoundRobin => {
+                pb::LoadBalanceAlgorithm::WeightedRoundRobin
+            }
         }
     }
 }
@@ -121,9 +143,13 @@ fn modifier_from_pb(v: pb::LocationModifier) -> Option<model::LocationModifier> 
     match v {
         pb::LocationModifier::Unspecified => None,
         pb::LocationModifier::Exact => Some(model::LocationModifier::Exact),
-        pb::LocationModifier::PreferentialPrefix => Some(model::LocationModifier::PreferentialPrefix),
+        pb::LocationModifier::PreferentialPrefix => {
+            Some(model::LocationModifier::PreferentialPrefix)
+        }
         pb::LocationModifier::Regex => Some(model::LocationModifier::Regex),
-        pb::LocationModifier::RegexCaseInsensitive => Some(model::LocationModifier::RegexCaseInsensitive),
+        pb::LocationModifier::RegexCaseInsensitive => {
+            Some(model::LocationModifier::RegexCaseInsensitive)
+        }
     }
 }
 
@@ -131,9 +157,13 @@ fn modifier_to_pb(v: Option<model::LocationModifier>) -> pb::LocationModifier {
     match v {
         None => pb::LocationModifier::Unspecified,
         Some(model::LocationModifier::Exact) => pb::LocationModifier::Exact,
-        Some(model::LocationModifier::PreferentialPrefix) => pb::LocationModifier::PreferentialPrefix,
+        Some(model::LocationModifier::PreferentialPrefix) => {
+            pb::LocationModifier::PreferentialPrefix
+        }
         Some(model::LocationModifier::Regex) => pb::LocationModifier::Regex,
-        Some(model::LocationModifier::RegexCaseInsensitive) => pb::LocationModifier::RegexCaseInsensitive,
+        Some(model::LocationModifier::RegexCaseInsensitive) => {
+            pb::LocationModifier::RegexCaseInsensitive
+        }
     }
 }
 
@@ -141,7 +171,9 @@ impl TryFrom<pb::ConfigApplyStatus> for config::ConfigApplyStatus {
     type Error = InvalidMessage;
     fn try_from(v: pb::ConfigApplyStatus) -> Result<Self> {
         match v {
-            pb::ConfigApplyStatus::Unspecified => Err(invalid("config_status.status", "unspecified")),
+            pb::ConfigApplyStatus::Unspecified => {
+                Err(invalid("config_status.status", "unspecified"))
+            }
             pb::ConfigApplyStatus::Pending => Ok(config::ConfigApplyStatus::Pending),
             pb::ConfigApplyStatus::Validating => Ok(config::ConfigApplyStatus::Validating),
             pb::ConfigApplyStatus::Applying => Ok(config::ConfigApplyStatus::Applying),
@@ -212,16 +244,31 @@ impl TryFrom<pb::RegistrationRequest> for protocol::RegistrationRequest {
         let auth = match (token.is_empty(), agent_credential.is_empty()) {
             (false, true) => protocol::AgentAuth::Token(token),
             (true, false) => protocol::AgentAuth::Credential(agent_credential),
-            (true, true) => return Err(invalid("registration", "needs a token or an agent credential")),
-            (false, false) => return Err(invalid("registration", "send a token or a credential, not both")),
+            (true, true) => {
+                return Err(invalid(
+                    "registration",
+                    "needs a token or an agent credential",
+                ));
+            }
+            (false, false) => {
+                return Err(invalid(
+                    "registration",
+                    "send a token or a credential, not both",
+                ));
+            }
         };
-        let mode: pb::DeploymentMode = decode_enum("registration.deployment_mode", deployment_mode)?;
+        let mode: pb::DeploymentMode =
+            decode_enum("registration.deployment_mode", deployment_mode)?;
         if applied_config_version < 0 {
             return Err(invalid("registration.applied_config_version", "negative"));
         }
-        let applied = (applied_config_version > 0 || !applied_config_checksum.is_empty()).then(|| {
-            protocol::AppliedConfig { version: applied_config_version, checksum: applied_config_checksum }
-        });
+        let applied =
+            (applied_config_version > 0 || !applied_config_checksum.is_empty()).then(|| {
+                protocol::AppliedConfig {
+                    version: applied_config_version,
+                    checksum: applied_config_checksum,
+                }
+            });
         Ok(protocol::RegistrationRequest {
             auth,
             hostname,
@@ -282,7 +329,10 @@ impl TryFrom<pb::RegistrationResponse> for protocol::RegistrationResponse {
             return Ok(protocol::RegistrationResponse::Rejected { error_message });
         }
         if heartbeat_interval_seconds <= 0 {
-            return Err(invalid("registration_response.heartbeat_interval_seconds", "must be positive"));
+            return Err(invalid(
+                "registration_response.heartbeat_interval_seconds",
+                "must be positive",
+            ));
         }
         Ok(protocol::RegistrationResponse::Accepted {
             agent_id: uuid("registration_response.agent_id", &agent_id)?,
@@ -295,22 +345,26 @@ impl TryFrom<pb::RegistrationResponse> for protocol::RegistrationResponse {
 impl From<protocol::RegistrationResponse> for pb::RegistrationResponse {
     fn from(v: protocol::RegistrationResponse) -> Self {
         match v {
-            protocol::RegistrationResponse::Accepted { agent_id, heartbeat_interval_seconds, agent_credential } => {
+            protocol::RegistrationResponse::Accepted {
+                agent_id,
+                heartbeat_interval_seconds,
+                agent_credential,
+            } => pb::RegistrationResponse {
+                agent_id: agent_id.to_string(),
+                success: true,
+                error_message: String::new(),
+                heartbeat_interval_seconds,
+                agent_credential: agent_credential.unwrap_or_default(),
+            },
+            protocol::RegistrationResponse::Rejected { error_message } => {
                 pb::RegistrationResponse {
-                    agent_id: agent_id.to_string(),
-                    success: true,
-                    error_message: String::new(),
-                    heartbeat_interval_seconds,
-                    agent_credential: agent_credential.unwrap_or_default(),
+                    agent_id: String::new(),
+                    success: false,
+                    error_message,
+                    heartbeat_interval_seconds: 0,
+                    agent_credential: String::new(),
                 }
             }
-            protocol::RegistrationResponse::Rejected { error_message } => pb::RegistrationResponse {
-                agent_id: String::new(),
-                success: false,
-                error_message,
-                heartbeat_interval_seconds: 0,
-                agent_credential: String::new(),
-            },
         }
     }
 }
@@ -319,15 +373,43 @@ impl From<protocol::RegistrationResponse> for pb::RegistrationResponse {
 
 impl From<pb::NginxStatus> for protocol::NginxStatus {
     fn from(v: pb::NginxStatus) -> Self {
-        let pb::NginxStatus { is_running, pid, uptime_seconds, active_connections, total_requests, requests_per_second } = v;
-        protocol::NginxStatus { is_running, pid, uptime_seconds, active_connections, total_requests, requests_per_second }
+        let pb::NginxStatus {
+            is_running,
+            pid,
+            uptime_seconds,
+            active_connections,
+            total_requests,
+            requests_per_second,
+        } = v;
+        protocol::NginxStatus {
+            is_running,
+            pid,
+            uptime_seconds,
+            active_connections,
+            total_requests,
+            requests_per_second,
+        }
     }
 }
 
 impl From<protocol::NginxStatus> for pb::NginxStatus {
     fn from(v: protocol::NginxStatus) -> Self {
-        let protocol::NginxStatus { is_running, pid, uptime_seconds, active_connections, total_requests, requests_per_second } = v;
-        pb::NginxStatus { is_running, pid, uptime_seconds, active_connections, total_requests, requests_per_second }
+        let protocol::NginxStatus {
+            is_running,
+            pid,
+            uptime_seconds,
+            active_connections,
+            total_requests,
+            requests_per_second,
+        } = v;
+        pb::NginxStatus {
+            is_running,
+            pid,
+            uptime_seconds,
+            active_connections,
+            total_requests,
+            requests_per_second,
+        }
     }
 }
 
@@ -376,37 +458,76 @@ impl From<protocol::SystemMetrics> for pb::SystemMetrics {
 impl TryFrom<pb::Alert> for protocol::Alert {
     type Error = InvalidMessage;
     fn try_from(v: pb::Alert) -> Result<Self> {
-        let pb::Alert { id, severity, message, timestamp } = v;
-        let severity = AlertSeverity::parse(&severity)
-            .ok_or_else(|| invalid("alert.severity", format!("{severity:?} is not info, warning, error or critical")))?;
-        Ok(protocol::Alert { id, severity, message, timestamp: time("alert.timestamp", timestamp)? })
+        let pb::Alert {
+            id,
+            severity,
+            message,
+            timestamp,
+        } = v;
+        let severity = AlertSeverity::parse(&severity).ok_or_else(|| {
+            invalid(
+                "alert.severity",
+                format!("{severity:?} is not info, warning, error or critical"),
+            )
+        })?;
+        Ok(protocol::Alert {
+            id,
+            severity,
+            message,
+            timestamp: time("alert.timestamp", timestamp)?,
+        })
     }
 }
 
 impl From<protocol::Alert> for pb::Alert {
     fn from(v: protocol::Alert) -> Self {
-        let protocol::Alert { id, severity, message, timestamp } = v;
-        pb::Alert { id, severity: severity.as_str().to_owned(), message, timestamp: millis(timestamp) }
+        let protocol::Alert {
+            id,
+            severity,
+            message,
+            timestamp,
+        } = v;
+        pb::Alert {
+            id,
+            severity: severity.as_str().to_owned(),
+            message,
+            timestamp: millis(timestamp),
+        }
     }
 }
 
 impl TryFrom<pb::HealthReport> for protocol::HealthReport {
     type Error = InvalidMessage;
     fn try_from(v: pb::HealthReport) -> Result<Self> {
-        let pb::HealthReport { nginx, system, config_checksum, config_version, alerts } = v;
+        let pb::HealthReport {
+            nginx,
+            system,
+            config_checksum,
+            config_version,
+            alerts,
+        } = v;
         Ok(protocol::HealthReport {
             nginx: nginx.map(Into::into).unwrap_or_default(),
             system: system.map(Into::into).unwrap_or_default(),
             config_checksum,
             config_version,
-            alerts: alerts.into_iter().map(TryInto::try_into).collect::<Result<_>>()?,
+            alerts: alerts
+                .into_iter()
+                .map(TryInto::try_into)
+                .collect::<Result<_>>()?,
         })
     }
 }
 
 impl From<protocol::HealthReport> for pb::HealthReport {
     fn from(v: protocol::HealthReport) -> Self {
-        let protocol::HealthReport { nginx, system, config_checksum, config_version, alerts } = v;
+        let protocol::HealthReport {
+            nginx,
+            system,
+            config_checksum,
+            config_version,
+            alerts,
+        } = v;
         pb::HealthReport {
             nginx: Some(nginx.into()),
             system: Some(system.into()),
@@ -421,38 +542,75 @@ impl From<protocol::HealthReport> for pb::HealthReport {
 
 impl From<pb::Header> for model::Header {
     fn from(v: pb::Header) -> Self {
-        let pb::Header { name, value, always } = v;
-        model::Header { name, value, always }
+        let pb::Header {
+            name,
+            value,
+            always,
+        } = v;
+        model::Header {
+            name,
+            value,
+            always,
+        }
     }
 }
 
 impl From<model::Header> for pb::Header {
     fn from(v: model::Header) -> Self {
-        let model::Header { name, value, always } = v;
-        pb::Header { name, value, always }
+        let model::Header {
+            name,
+            value,
+            always,
+        } = v;
+        pb::Header {
+            name,
+            value,
+            always,
+        }
     }
 }
 
 impl TryFrom<pb::RewriteRule> for model::RewriteRule {
     type Error = InvalidMessage;
     fn try_from(v: pb::RewriteRule) -> Result<Self> {
-        let pb::RewriteRule { pattern, replacement, flag } = v;
+        let pb::RewriteRule {
+            pattern,
+            replacement,
+            flag,
+        } = v;
         let flag = match flag.as_str() {
             "" => None,
             "last" => Some(model::RewriteFlag::Last),
             "break" => Some(model::RewriteFlag::Break),
             "redirect" => Some(model::RewriteFlag::Redirect),
             "permanent" => Some(model::RewriteFlag::Permanent),
-            other => return Err(invalid("rewrite_rule.flag", format!("{other:?} is not last, break, redirect or permanent"))),
+            other => {
+                return Err(invalid(
+                    "rewrite_rule.flag",
+                    format!("{other:?} is not last, break, redirect or permanent"),
+                ));
+            }
         };
-        Ok(model::RewriteRule { pattern, replacement, flag })
+        Ok(model::RewriteRule {
+            pattern,
+            replacement,
+            flag,
+        })
     }
 }
 
 impl From<model::RewriteRule> for pb::RewriteRule {
     fn from(v: model::RewriteRule) -> Self {
-        let model::RewriteRule { pattern, replacement, flag } = v;
-        pb::RewriteRule { pattern, replacement, flag: flag.map(|f| f.as_nginx().to_owned()).unwrap_or_default() }
+        let model::RewriteRule {
+            pattern,
+            replacement,
+            flag,
+        } = v;
+        pb::RewriteRule {
+            pattern,
+            replacement,
+            flag: flag.map(|f| f.as_nginx().to_owned()).unwrap_or_default(),
+        }
     }
 }
 
@@ -479,7 +637,10 @@ impl TryFrom<pb::Location> for model::Location {
             root: opt_string(root),
             index: opt_string(index),
             custom_headers: custom_headers.into_iter().map(Into::into).collect(),
-            rewrite_rules: rewrite_rules.into_iter().map(TryInto::try_into).collect::<Result<_>>()?,
+            rewrite_rules: rewrite_rules
+                .into_iter()
+                .map(TryInto::try_into)
+                .collect::<Result<_>>()?,
             custom_directives: btree(custom_directives),
         })
     }
@@ -527,8 +688,12 @@ impl TryFrom<pb::VirtualHost> for config::VirtualHostConfig {
             locations,
             custom_directives,
         } = v;
-        let listen_port = u16::try_from(listen_port)
-            .map_err(|_| invalid("virtual_host.listen_port", format!("{listen_port} is not a port")))?;
+        let listen_port = u16::try_from(listen_port).map_err(|_| {
+            invalid(
+                "virtual_host.listen_port",
+                format!("{listen_port} is not a port"),
+            )
+        })?;
         Ok(config::VirtualHostConfig {
             id: uuid("virtual_host.id", &id)?,
             spec: model::VirtualHostSpec {
@@ -536,10 +701,16 @@ impl TryFrom<pb::VirtualHost> for config::VirtualHostConfig {
                 server_name,
                 listen_port,
                 ssl_enabled,
-                ssl_certificate_id: opt_uuid("virtual_host.ssl_certificate_id", &ssl_certificate_id)?,
+                ssl_certificate_id: opt_uuid(
+                    "virtual_host.ssl_certificate_id",
+                    &ssl_certificate_id,
+                )?,
                 http2_enabled,
                 http3_enabled,
-                locations: locations.into_iter().map(TryInto::try_into).collect::<Result<_>>()?,
+                locations: locations
+                    .into_iter()
+                    .map(TryInto::try_into)
+                    .collect::<Result<_>>()?,
                 custom_directives: btree(custom_directives),
             },
         })
@@ -566,7 +737,9 @@ impl From<config::VirtualHostConfig> for pb::VirtualHost {
             server_name,
             listen_port: listen_port.into(),
             ssl_enabled,
-            ssl_certificate_id: ssl_certificate_id.map(|u| u.to_string()).unwrap_or_default(),
+            ssl_certificate_id: ssl_certificate_id
+                .map(|u| u.to_string())
+                .unwrap_or_default(),
             http2_enabled,
             http3_enabled,
             locations: locations.into_iter().map(Into::into).collect(),
@@ -577,15 +750,43 @@ impl From<config::VirtualHostConfig> for pb::VirtualHost {
 
 impl From<pb::UpstreamServer> for model::UpstreamServer {
     fn from(v: pb::UpstreamServer) -> Self {
-        let pb::UpstreamServer { address, weight, backup, down, max_fails, fail_timeout_seconds } = v;
-        model::UpstreamServer { address, weight, backup, down, max_fails, fail_timeout: fail_timeout_seconds }
+        let pb::UpstreamServer {
+            address,
+            weight,
+            backup,
+            down,
+            max_fails,
+            fail_timeout_seconds,
+        } = v;
+        model::UpstreamServer {
+            address,
+            weight,
+            backup,
+            down,
+            max_fails,
+            fail_timeout: fail_timeout_seconds,
+        }
     }
 }
 
 impl From<model::UpstreamServer> for pb::UpstreamServer {
     fn from(v: model::UpstreamServer) -> Self {
-        let model::UpstreamServer { address, weight, backup, down, max_fails, fail_timeout } = v;
-        pb::UpstreamServer { address, weight, backup, down, max_fails, fail_timeout_seconds: fail_timeout }
+        let model::UpstreamServer {
+            address,
+            weight,
+            backup,
+            down,
+            max_fails,
+            fail_timeout,
+        } = v;
+        pb::UpstreamServer {
+            address,
+            weight,
+            backup,
+            down,
+            max_fails,
+            fail_timeout_seconds: fail_timeout,
+        }
     }
 }
 
@@ -612,7 +813,14 @@ impl From<pb::HealthCheckConfig> for model::HealthCheck {
 
 impl From<model::HealthCheck> for pb::HealthCheckConfig {
     fn from(v: model::HealthCheck) -> Self {
-        let model::HealthCheck { enabled, path, interval, timeout, healthy_threshold, unhealthy_threshold } = v;
+        let model::HealthCheck {
+            enabled,
+            path,
+            interval,
+            timeout,
+            healthy_threshold,
+            unhealthy_threshold,
+        } = v;
         pb::HealthCheckConfig {
             enabled,
             path,
@@ -627,7 +835,14 @@ impl From<model::HealthCheck> for pb::HealthCheckConfig {
 impl TryFrom<pb::Upstream> for config::UpstreamConfig {
     type Error = InvalidMessage;
     fn try_from(v: pb::Upstream) -> Result<Self> {
-        let pb::Upstream { id, name, algorithm, servers, health_check, keepalive_connections } = v;
+        let pb::Upstream {
+            id,
+            name,
+            algorithm,
+            servers,
+            health_check,
+            keepalive_connections,
+        } = v;
         let algorithm: pb::LoadBalanceAlgorithm = decode_enum("upstream.algorithm", algorithm)?;
         Ok(config::UpstreamConfig {
             id: uuid("upstream.id", &id)?,
@@ -645,7 +860,13 @@ impl TryFrom<pb::Upstream> for config::UpstreamConfig {
 impl From<config::UpstreamConfig> for pb::Upstream {
     fn from(v: config::UpstreamConfig) -> Self {
         let config::UpstreamConfig { id, spec } = v;
-        let model::UpstreamSpec { name, algorithm, servers, health_check, keepalive_connections } = spec;
+        let model::UpstreamSpec {
+            name,
+            algorithm,
+            servers,
+            health_check,
+            keepalive_connections,
+        } = spec;
         pb::Upstream {
             id: id.to_string(),
             name,
@@ -660,7 +881,13 @@ impl From<config::UpstreamConfig> for pb::Upstream {
 impl TryFrom<pb::Certificate> for config::CertificateBundle {
     type Error = InvalidMessage;
     fn try_from(v: pb::Certificate) -> Result<Self> {
-        let pb::Certificate { id, domain, certificate_pem, private_key_pem, expires_at } = v;
+        let pb::Certificate {
+            id,
+            domain,
+            certificate_pem,
+            private_key_pem,
+            expires_at,
+        } = v;
         Ok(config::CertificateBundle {
             id: uuid("certificate.id", &id)?,
             domain,
@@ -673,37 +900,74 @@ impl TryFrom<pb::Certificate> for config::CertificateBundle {
 
 impl From<config::CertificateBundle> for pb::Certificate {
     fn from(v: config::CertificateBundle) -> Self {
-        let config::CertificateBundle { id, domain, certificate_pem, private_key_pem, expires_at } = v;
-        pb::Certificate { id: id.to_string(), domain, certificate_pem, private_key_pem, expires_at: millis(expires_at) }
+        let config::CertificateBundle {
+            id,
+            domain,
+            certificate_pem,
+            private_key_pem,
+            expires_at,
+        } = v;
+        pb::Certificate {
+            id: id.to_string(),
+            domain,
+            certificate_pem,
+            private_key_pem,
+            expires_at: millis(expires_at),
+        }
     }
 }
 
 impl From<pb::GlobalSettings> for config::GlobalSettings {
     fn from(v: pb::GlobalSettings) -> Self {
-        let pb::GlobalSettings { nginx_directives, env_vars } = v;
-        config::GlobalSettings { nginx_directives: btree(nginx_directives), env_vars: btree(env_vars) }
+        let pb::GlobalSettings {
+            nginx_directives,
+            env_vars,
+        } = v;
+        config::GlobalSettings {
+            nginx_directives: btree(nginx_directives),
+            env_vars: btree(env_vars),
+        }
     }
 }
 
 impl From<config::GlobalSettings> for pb::GlobalSettings {
     fn from(v: config::GlobalSettings) -> Self {
-        let config::GlobalSettings { nginx_directives, env_vars } = v;
-        pb::GlobalSettings { nginx_directives: hash(nginx_directives), env_vars: hash(env_vars) }
+        let config::GlobalSettings {
+            nginx_directives,
+            env_vars,
+        } = v;
+        pb::GlobalSettings {
+            nginx_directives: hash(nginx_directives),
+            env_vars: hash(env_vars),
+        }
     }
 }
 
 impl TryFrom<pb::ConfigUpdate> for config::ConfigUpdate {
     type Error = InvalidMessage;
     fn try_from(v: pb::ConfigUpdate) -> Result<Self> {
-        let pb::ConfigUpdate { config_id, version, virtual_hosts, upstreams, certificates, global_settings } = v;
+        let pb::ConfigUpdate {
+            config_id,
+            version,
+            virtual_hosts,
+            upstreams,
+            certificates,
+            global_settings,
+        } = v;
         if version < 0 {
             return Err(invalid("config_update.version", "negative"));
         }
         Ok(config::ConfigUpdate {
             config_id,
             version,
-            virtual_hosts: virtual_hosts.into_iter().map(TryInto::try_into).collect::<Result<_>>()?,
-            upstreams: upstreams.into_iter().map(TryInto::try_into).collect::<Result<_>>()?,
+            virtual_hosts: virtual_hosts
+                .into_iter()
+                .map(TryInto::try_into)
+                .collect::<Result<_>>()?,
+            upstreams: upstreams
+                .into_iter()
+                .map(TryInto::try_into)
+                .collect::<Result<_>>()?,
             certificates: certificates
                 .into_iter()
                 .map(|(k, c)| Ok((k, c.try_into()?)))
@@ -715,13 +979,23 @@ impl TryFrom<pb::ConfigUpdate> for config::ConfigUpdate {
 
 impl From<config::ConfigUpdate> for pb::ConfigUpdate {
     fn from(v: config::ConfigUpdate) -> Self {
-        let config::ConfigUpdate { config_id, version, virtual_hosts, upstreams, certificates, global_settings } = v;
+        let config::ConfigUpdate {
+            config_id,
+            version,
+            virtual_hosts,
+            upstreams,
+            certificates,
+            global_settings,
+        } = v;
         pb::ConfigUpdate {
             config_id,
             version,
             virtual_hosts: virtual_hosts.into_iter().map(Into::into).collect(),
             upstreams: upstreams.into_iter().map(Into::into).collect(),
-            certificates: certificates.into_iter().map(|(k, c)| (k, c.into())).collect(),
+            certificates: certificates
+                .into_iter()
+                .map(|(k, c)| (k, c.into()))
+                .collect(),
             global_settings: Some(global_settings.into()),
         }
     }
@@ -730,7 +1004,14 @@ impl From<config::ConfigUpdate> for pb::ConfigUpdate {
 impl TryFrom<pb::ConfigStatus> for config::ConfigStatus {
     type Error = InvalidMessage;
     fn try_from(v: pb::ConfigStatus) -> Result<Self> {
-        let pb::ConfigStatus { config_id, version, status, error_message, applied_at, config_checksum } = v;
+        let pb::ConfigStatus {
+            config_id,
+            version,
+            status,
+            error_message,
+            applied_at,
+            config_checksum,
+        } = v;
         let status: pb::ConfigApplyStatus = decode_enum("config_status.status", status)?;
         Ok(config::ConfigStatus {
             config_id,
@@ -745,7 +1026,14 @@ impl TryFrom<pb::ConfigStatus> for config::ConfigStatus {
 
 impl From<config::ConfigStatus> for pb::ConfigStatus {
     fn from(v: config::ConfigStatus) -> Self {
-        let config::ConfigStatus { config_id, version, status, error_message, applied_at, config_checksum } = v;
+        let config::ConfigStatus {
+            config_id,
+            version,
+            status,
+            error_message,
+            applied_at,
+            config_checksum,
+        } = v;
         pb::ConfigStatus {
             config_id,
             version,
@@ -762,7 +1050,13 @@ impl From<config::ConfigStatus> for pb::ConfigStatus {
 impl TryFrom<pb::Metric> for protocol::Metric {
     type Error = InvalidMessage;
     fn try_from(v: pb::Metric) -> Result<Self> {
-        let pb::Metric { name, value, timestamp, labels, r#type } = v;
+        let pb::Metric {
+            name,
+            value,
+            timestamp,
+            labels,
+            r#type,
+        } = v;
         let kind: pb::MetricType = decode_enum("metric.type", r#type)?;
         Ok(protocol::Metric {
             name,
@@ -776,7 +1070,13 @@ impl TryFrom<pb::Metric> for protocol::Metric {
 
 impl From<protocol::Metric> for pb::Metric {
     fn from(v: protocol::Metric) -> Self {
-        let protocol::Metric { name, value, timestamp, labels, kind } = v;
+        let protocol::Metric {
+            name,
+            value,
+            timestamp,
+            labels,
+            kind,
+        } = v;
         pb::Metric {
             name,
             value,
@@ -793,7 +1093,10 @@ impl TryFrom<pb::MetricsBatch> for protocol::MetricsBatch {
         let pb::MetricsBatch { timestamp, metrics } = v;
         Ok(protocol::MetricsBatch {
             timestamp: time("metrics_batch.timestamp", timestamp)?,
-            metrics: metrics.into_iter().map(TryInto::try_into).collect::<Result<_>>()?,
+            metrics: metrics
+                .into_iter()
+                .map(TryInto::try_into)
+                .collect::<Result<_>>()?,
         })
     }
 }
@@ -801,22 +1104,45 @@ impl TryFrom<pb::MetricsBatch> for protocol::MetricsBatch {
 impl From<protocol::MetricsBatch> for pb::MetricsBatch {
     fn from(v: protocol::MetricsBatch) -> Self {
         let protocol::MetricsBatch { timestamp, metrics } = v;
-        pb::MetricsBatch { timestamp: millis(timestamp), metrics: metrics.into_iter().map(Into::into).collect() }
+        pb::MetricsBatch {
+            timestamp: millis(timestamp),
+            metrics: metrics.into_iter().map(Into::into).collect(),
+        }
     }
 }
 
 impl TryFrom<pb::LogEntry> for protocol::LogEntry {
     type Error = InvalidMessage;
     fn try_from(v: pb::LogEntry) -> Result<Self> {
-        let pb::LogEntry { timestamp, level, message, fields } = v;
-        Ok(protocol::LogEntry { timestamp: time("log_entry.timestamp", timestamp)?, level, message, fields: btree(fields) })
+        let pb::LogEntry {
+            timestamp,
+            level,
+            message,
+            fields,
+        } = v;
+        Ok(protocol::LogEntry {
+            timestamp: time("log_entry.timestamp", timestamp)?,
+            level,
+            message,
+            fields: btree(fields),
+        })
     }
 }
 
 impl From<protocol::LogEntry> for pb::LogEntry {
     fn from(v: protocol::LogEntry) -> Self {
-        let protocol::LogEntry { timestamp, level, message, fields } = v;
-        pb::LogEntry { timestamp: millis(timestamp), level, message, fields: hash(fields) }
+        let protocol::LogEntry {
+            timestamp,
+            level,
+            message,
+            fields,
+        } = v;
+        pb::LogEntry {
+            timestamp: millis(timestamp),
+            level,
+            message,
+            fields: hash(fields),
+        }
     }
 }
 
@@ -824,14 +1150,21 @@ impl TryFrom<pb::LogBatch> for protocol::LogBatch {
     type Error = InvalidMessage;
     fn try_from(v: pb::LogBatch) -> Result<Self> {
         let pb::LogBatch { entries } = v;
-        Ok(protocol::LogBatch { entries: entries.into_iter().map(TryInto::try_into).collect::<Result<_>>()? })
+        Ok(protocol::LogBatch {
+            entries: entries
+                .into_iter()
+                .map(TryInto::try_into)
+                .collect::<Result<_>>()?,
+        })
     }
 }
 
 impl From<protocol::LogBatch> for pb::LogBatch {
     fn from(v: protocol::LogBatch) -> Self {
         let protocol::LogBatch { entries } = v;
-        pb::LogBatch { entries: entries.into_iter().map(Into::into).collect() }
+        pb::LogBatch {
+            entries: entries.into_iter().map(Into::into).collect(),
+        }
     }
 }
 
@@ -841,13 +1174,20 @@ impl TryFrom<pb::Command> for protocol::Command {
     type Error = InvalidMessage;
     fn try_from(v: pb::Command) -> Result<Self> {
         use pb::command::Command as C;
-        let pb::Command { command_id, command } = v;
+        let pb::Command {
+            command_id,
+            command,
+        } = v;
         let kind = match command.ok_or_else(|| invalid("command.command", "missing"))? {
             C::Reload(pb::ReloadCommand { graceful }) => protocol::CommandKind::Reload { graceful },
             C::Restart(pb::RestartCommand { force }) => protocol::CommandKind::Restart { force },
-            C::Stop(pb::StopCommand { graceful, timeout_seconds }) => {
-                protocol::CommandKind::Stop { graceful, timeout_seconds }
-            }
+            C::Stop(pb::StopCommand {
+                graceful,
+                timeout_seconds,
+            }) => protocol::CommandKind::Stop {
+                graceful,
+                timeout_seconds,
+            },
             C::GetStatus(pb::GetStatusCommand {}) => protocol::CommandKind::GetStatus,
             C::ValidateConfig(pb::ValidateConfigCommand { config_content }) => {
                 protocol::CommandKind::ValidateConfig { config_content }
@@ -867,72 +1207,151 @@ impl From<protocol::Command> for pb::Command {
         let command = match kind {
             protocol::CommandKind::Reload { graceful } => C::Reload(pb::ReloadCommand { graceful }),
             protocol::CommandKind::Restart { force } => C::Restart(pb::RestartCommand { force }),
-            protocol::CommandKind::Stop { graceful, timeout_seconds } => {
-                C::Stop(pb::StopCommand { graceful, timeout_seconds })
-            }
+            protocol::CommandKind::Stop {
+                graceful,
+                timeout_seconds,
+            } => C::Stop(pb::StopCommand {
+                graceful,
+                timeout_seconds,
+            }),
             protocol::CommandKind::GetStatus => C::GetStatus(pb::GetStatusCommand {}),
             protocol::CommandKind::ValidateConfig { config_content } => {
                 C::ValidateConfig(pb::ValidateConfigCommand { config_content })
             }
         };
-        pb::Command { command_id, command: Some(command) }
+        pb::Command {
+            command_id,
+            command: Some(command),
+        }
     }
 }
 
 impl From<pb::CommandResult> for protocol::CommandResult {
     fn from(v: pb::CommandResult) -> Self {
-        let pb::CommandResult { command_id, success, message, details } = v;
-        protocol::CommandResult { command_id, success, message, details: btree(details) }
+        let pb::CommandResult {
+            command_id,
+            success,
+            message,
+            details,
+        } = v;
+        protocol::CommandResult {
+            command_id,
+            success,
+            message,
+            details: btree(details),
+        }
     }
 }
 
 impl From<protocol::CommandResult> for pb::CommandResult {
     fn from(v: protocol::CommandResult) -> Self {
-        let protocol::CommandResult { command_id, success, message, details } = v;
-        pb::CommandResult { command_id, success, message, details: hash(details) }
+        let protocol::CommandResult {
+            command_id,
+            success,
+            message,
+            details,
+        } = v;
+        pb::CommandResult {
+            command_id,
+            success,
+            message,
+            details: hash(details),
+        }
     }
 }
 
 impl TryFrom<pb::Event> for protocol::AgentEvent {
     type Error = InvalidMessage;
     fn try_from(v: pb::Event) -> Result<Self> {
-        let pb::Event { event_id, event_type, timestamp, data } = v;
-        Ok(protocol::AgentEvent { event_id, event_type, timestamp: time("event.timestamp", timestamp)?, data: btree(data) })
+        let pb::Event {
+            event_id,
+            event_type,
+            timestamp,
+            data,
+        } = v;
+        Ok(protocol::AgentEvent {
+            event_id,
+            event_type,
+            timestamp: time("event.timestamp", timestamp)?,
+            data: btree(data),
+        })
     }
 }
 
 impl From<protocol::AgentEvent> for pb::Event {
     fn from(v: protocol::AgentEvent) -> Self {
-        let protocol::AgentEvent { event_id, event_type, timestamp, data } = v;
-        pb::Event { event_id, event_type, timestamp: millis(timestamp), data: hash(data) }
+        let protocol::AgentEvent {
+            event_id,
+            event_type,
+            timestamp,
+            data,
+        } = v;
+        pb::Event {
+            event_id,
+            event_type,
+            timestamp: millis(timestamp),
+            data: hash(data),
+        }
     }
 }
 
 impl From<pb::Ack> for protocol::Ack {
     fn from(v: pb::Ack) -> Self {
-        let pb::Ack { message_id, success, error_message } = v;
-        protocol::Ack { message_id, success, error_message }
+        let pb::Ack {
+            message_id,
+            success,
+            error_message,
+        } = v;
+        protocol::Ack {
+            message_id,
+            success,
+            error_message,
+        }
     }
 }
 
 impl From<protocol::Ack> for pb::Ack {
     fn from(v: protocol::Ack) -> Self {
-        let protocol::Ack { message_id, success, error_message } = v;
-        pb::Ack { message_id, success, error_message }
+        let protocol::Ack {
+            message_id,
+            success,
+            error_message,
+        } = v;
+        pb::Ack {
+            message_id,
+            success,
+            error_message,
+        }
     }
 }
 
 impl From<pb::Error> for protocol::ProtocolError {
     fn from(v: pb::Error) -> Self {
-        let pb::Error { code, message, details } = v;
-        protocol::ProtocolError { code, message, details: btree(details) }
+        let pb::Error {
+            code,
+            message,
+            details,
+        } = v;
+        protocol::ProtocolError {
+            code,
+            message,
+            details: btree(details),
+        }
     }
 }
 
 impl From<protocol::ProtocolError> for pb::Error {
     fn from(v: protocol::ProtocolError) -> Self {
-        let protocol::ProtocolError { code, message, details } = v;
-        pb::Error { code, message, details: hash(details) }
+        let protocol::ProtocolError {
+            code,
+            message,
+            details,
+        } = v;
+        pb::Error {
+            code,
+            message,
+            details: hash(details),
+        }
     }
 }
 
@@ -942,7 +1361,11 @@ impl TryFrom<pb::AgentMessage> for protocol::AgentMessage {
     type Error = InvalidMessage;
     fn try_from(v: pb::AgentMessage) -> Result<Self> {
         use pb::agent_message::Payload as P;
-        let pb::AgentMessage { agent_id, timestamp, payload } = v;
+        let pb::AgentMessage {
+            agent_id,
+            timestamp,
+            payload,
+        } = v;
         let payload = match payload.ok_or_else(|| invalid("agent_message.payload", "missing"))? {
             P::Registration(r) => protocol::AgentPayload::Registration(r.try_into()?),
             P::Health(h) => protocol::AgentPayload::Health(h.try_into()?),
@@ -963,7 +1386,11 @@ impl TryFrom<pb::AgentMessage> for protocol::AgentMessage {
 impl From<protocol::AgentMessage> for pb::AgentMessage {
     fn from(v: protocol::AgentMessage) -> Self {
         use pb::agent_message::Payload as P;
-        let protocol::AgentMessage { agent_id, timestamp, payload } = v;
+        let protocol::AgentMessage {
+            agent_id,
+            timestamp,
+            payload,
+        } = v;
         let payload = match payload {
             protocol::AgentPayload::Registration(r) => P::Registration(r.into()),
             protocol::AgentPayload::Health(h) => P::Health(h.into()),
@@ -987,13 +1414,18 @@ impl TryFrom<pb::MasterMessage> for protocol::MasterMessage {
         use pb::master_message::Payload as P;
         let pb::MasterMessage { timestamp, payload } = v;
         let payload = match payload.ok_or_else(|| invalid("master_message.payload", "missing"))? {
-            P::RegistrationResponse(r) => protocol::MasterPayload::RegistrationResponse(r.try_into()?),
+            P::RegistrationResponse(r) => {
+                protocol::MasterPayload::RegistrationResponse(r.try_into()?)
+            }
             P::ConfigUpdate(c) => protocol::MasterPayload::ConfigUpdate(Box::new(c.try_into()?)),
             P::Command(c) => protocol::MasterPayload::Command(c.try_into()?),
             P::Ack(a) => protocol::MasterPayload::Ack(a.into()),
             P::Error(e) => protocol::MasterPayload::Error(e.into()),
         };
-        Ok(protocol::MasterMessage { timestamp: time("master_message.timestamp", timestamp)?, payload })
+        Ok(protocol::MasterMessage {
+            timestamp: time("master_message.timestamp", timestamp)?,
+            payload,
+        })
     }
 }
 
@@ -1008,6 +1440,9 @@ impl From<protocol::MasterMessage> for pb::MasterMessage {
             protocol::MasterPayload::Ack(a) => P::Ack(a.into()),
             protocol::MasterPayload::Error(e) => P::Error(e.into()),
         };
-        pb::MasterMessage { timestamp: millis(timestamp), payload: Some(payload) }
+        pb::MasterMessage {
+            timestamp: millis(timestamp),
+            payload: Some(payload),
+        }
     }
 }

@@ -16,6 +16,7 @@ pub mod pb {
 
 /// The encoded `FileDescriptorSet` of `agent.proto`, for gRPC reflection and
 /// for checking the schema against the specification.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/agent_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/agent_descriptor.bin"));
 
 pub use convert::{InvalidMessage, Result};

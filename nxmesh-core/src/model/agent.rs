@@ -192,7 +192,13 @@ impl Validate for CreateRegistrationToken {
         validate::name(&mut errors, "name", &self.name);
         validate::labels(&mut errors, "labels", &self.labels);
         if let Some(h) = self.expires_in_hours {
-            validate::range(&mut errors, "expires_in_hours", u64::from(h), 1, u64::from(MAX_TOKEN_HOURS));
+            validate::range(
+                &mut errors,
+                "expires_in_hours",
+                u64::from(h),
+                1,
+                u64::from(MAX_TOKEN_HOURS),
+            );
         }
         errors.into_result()
     }

@@ -91,8 +91,14 @@ impl fmt::Debug for CreateCertificate {
             .field("domain", &self.domain)
             .field("provider", &self.provider)
             .field("auto_renew", &self.auto_renew)
-            .field("certificate_pem", &self.certificate_pem.as_ref().map(|_| "<pem>"))
-            .field("private_key_pem", &self.private_key_pem.as_ref().map(|_| "<redacted>"))
+            .field(
+                "certificate_pem",
+                &self.certificate_pem.as_ref().map(|_| "<pem>"),
+            )
+            .field(
+                "private_key_pem",
+                &self.private_key_pem.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -109,9 +115,16 @@ impl Validate for CreateCertificate {
         let mut errors = ValidationErrors::default();
         validate::certificate_domain(&mut errors, "domain", &self.domain);
         let custom = self.provider == CertificateProvider::Custom;
-        for (field, v) in [("certificate_pem", &self.certificate_pem), ("private_key_pem", &self.private_key_pem)] {
+        for (field, v) in [
+            ("certificate_pem", &self.certificate_pem),
+            ("private_key_pem", &self.private_key_pem),
+        ] {
             match (custom, v) {
-                (true, None) => errors.push(field, FieldErrorCode::Required, "required for a custom certificate"),
+                (true, None) => errors.push(
+                    field,
+                    FieldErrorCode::Required,
+                    "required for a custom certificate",
+                ),
                 (false, Some(_)) => errors.push(
                     field,
                     FieldErrorCode::NotAllowed,

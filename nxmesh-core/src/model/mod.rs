@@ -22,8 +22,7 @@ pub use agent::{
 pub use certificate::{Certificate, CertificateProvider, CertificateStatus, CreateCertificate};
 pub use telemetry::{
     AccessLogEntry, AccessLogMeta, AccessLogPage, AccessLogQuery, Bandwidth, MAX_ACCESS_LOG_LIMIT,
-    MetricsQuery,
-    MetricsSummary, StatusCodeCounts,
+    MetricsQuery, MetricsSummary, StatusCodeCounts,
 };
 pub use tenancy::{
     CreateOrganization, CreateWorkspace, LoginRequest, Organization, RefreshRequest, TokenResponse,

@@ -112,7 +112,11 @@ impl Validate for AccessLogQuery {
         }
         if let Some(code) = self.status_code {
             if !(100..=599).contains(&code) {
-                errors.push("status_code", FieldErrorCode::OutOfRange, "status_code must be 100 to 599");
+                errors.push(
+                    "status_code",
+                    FieldErrorCode::OutOfRange,
+                    "status_code must be 100 to 599",
+                );
             }
         }
         if let Some(limit) = self.limit {

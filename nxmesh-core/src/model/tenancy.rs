@@ -43,7 +43,9 @@ pub struct RefreshRequest {
 
 impl std::fmt::Debug for RefreshRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RefreshRequest").field("refresh_token", &"<redacted>").finish()
+        f.debug_struct("RefreshRequest")
+            .field("refresh_token", &"<redacted>")
+            .finish()
     }
 }
 

@@ -38,11 +38,17 @@ pub struct UpstreamServer {
     pub down: bool,
     /// Failed attempts within `fail_timeout` before the server is considered
     /// unavailable (0 disables; nginx's default 1 is left out of the JSON).
-    #[serde(default = "default_max_fails", skip_serializing_if = "is_default_max_fails")]
+    #[serde(
+        default = "default_max_fails",
+        skip_serializing_if = "is_default_max_fails"
+    )]
     pub max_fails: u32,
     /// Seconds: the window for `max_fails`, and how long the server is then
     /// considered unavailable (nginx's default 10 is left out of the JSON).
-    #[serde(default = "default_fail_timeout", skip_serializing_if = "is_default_fail_timeout")]
+    #[serde(
+        default = "default_fail_timeout",
+        skip_serializing_if = "is_default_fail_timeout"
+    )]
     pub fail_timeout: u32,
 }
 
@@ -123,17 +129,37 @@ impl UpstreamSpec {
     pub(crate) fn validate_into(&self, errors: &mut ValidationErrors) {
         validate::upstream_name(errors, "name", &self.name);
         if self.servers.is_empty() {
-            errors.push("servers", FieldErrorCode::Required, "an upstream needs at least one server");
+            errors.push(
+                "servers",
+                FieldErrorCode::Required,
+                "an upstream needs at least one server",
+            );
         }
         if self.servers.len() > MAX_SERVERS {
-            errors.push("servers", FieldErrorCode::TooLong, format!("at most {MAX_SERVERS} servers"));
+            errors.push(
+                "servers",
+                FieldErrorCode::TooLong,
+                format!("at most {MAX_SERVERS} servers"),
+            );
         }
         for (i, s) in self.servers.iter().enumerate() {
             let f = format!("servers[{i}]");
             validate::upstream_address(errors, &format!("{f}.address"), &s.address);
             validate::range(errors, &format!("{f}.weight"), u64::from(s.weight), 1, 1000);
-            validate::range(errors, &format!("{f}.max_fails"), u64::from(s.max_fails), 0, 1000);
-            validate::range(errors, &format!("{f}.fail_timeout"), u64::from(s.fail_timeout), 0, 86_400);
+            validate::range(
+                errors,
+                &format!("{f}.max_fails"),
+                u64::from(s.max_fails),
+                0,
+                1000,
+            );
+            validate::range(
+                errors,
+                &format!("{f}.fail_timeout"),
+                u64::from(s.fail_timeout),
+                0,
+                86_400,
+            );
             if s.backup && matches!(self.algorithm, LoadBalanceAlgorithm::IpHash) {
                 errors.push(
                     format!("{f}.backup"),
@@ -144,8 +170,20 @@ impl UpstreamSpec {
         }
         if let Some(hc) = &self.health_check {
             validate::location_path(errors, "health_check.path", &hc.path, None);
-            validate::range(errors, "health_check.interval", u64::from(hc.interval), 1, 3600);
-            validate::range(errors, "health_check.timeout", u64::from(hc.timeout), 1, 3600);
+            validate::range(
+                errors,
+                "health_check.interval",
+                u64::from(hc.interval),
+                1,
+                3600,
+            );
+            validate::range(
+                errors,
+                "health_check.timeout",
+                u64::from(hc.timeout),
+                1,
+                3600,
+            );
             if hc.timeout > hc.interval {
                 errors.push(
                     "health_check.timeout",
@@ -162,7 +200,13 @@ impl UpstreamSpec {
                 }
             }
         }
-        validate::range(errors, "keepalive_connections", u64::from(self.keepalive_connections), 0, 10_000);
+        validate::range(
+            errors,
+            "keepalive_connections",
+            u64::from(self.keepalive_connections),
+            0,
+            10_000,
+        );
     }
 }
 
@@ -207,7 +251,11 @@ pub struct UpdateUpstream {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub servers: Option<Vec<UpstreamServer>>,
     /// New health check; `null` removes it.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "super::double_option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "super::double_option"
+    )]
     pub health_check: Option<Option<HealthCheck>>,
     /// New keepalive connection count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -217,7 +265,13 @@ pub struct UpdateUpstream {
 impl UpdateUpstream {
     /// Applies the update to a copy of `current` and validates the result.
     pub fn apply_to(&self, current: &UpstreamSpec) -> Result<UpstreamSpec, ValidationErrors> {
-        let UpdateUpstream { name, algorithm, servers, health_check, keepalive_connections } = self;
+        let UpdateUpstream {
+            name,
+            algorithm,
+            servers,
+            health_check,
+            keepalive_connections,
+        } = self;
         let mut spec = current.clone();
         if let Some(v) = name {
             spec.name.clone_from(v);

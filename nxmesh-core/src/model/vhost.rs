@@ -38,7 +38,11 @@ impl TargetAgents {
 fn validate_target(errors: &mut ValidationErrors, field: &str, target: &TargetAgents) {
     if let TargetAgents::Selector { label_selector } = target {
         if let Err(e) = label_selector.parse::<LabelSelector>() {
-            errors.push(format!("{field}.label_selector"), FieldErrorCode::InvalidFormat, e.to_string());
+            errors.push(
+                format!("{field}.label_selector"),
+                FieldErrorCode::InvalidFormat,
+                e.to_string(),
+            );
         }
     }
 }
@@ -70,7 +74,10 @@ impl LocationModifier {
 
     /// Whether the path is a regular expression.
     pub fn is_regex(self) -> bool {
-        matches!(self, LocationModifier::Regex | LocationModifier::RegexCaseInsensitive)
+        matches!(
+            self,
+            LocationModifier::Regex | LocationModifier::RegexCaseInsensitive
+        )
     }
 }
 
@@ -158,10 +165,14 @@ pub struct Location {
 impl Location {
     fn validate_into(&self, errors: &mut ValidationErrors, field: &str) {
         validate::location_path(errors, &format!("{field}.path"), &self.path, self.modifier);
-        let targets = [self.upstream_id.is_some(), self.proxy_pass.is_some(), self.root.is_some()]
-            .into_iter()
-            .filter(|b| *b)
-            .count();
+        let targets = [
+            self.upstream_id.is_some(),
+            self.proxy_pass.is_some(),
+            self.root.is_some(),
+        ]
+        .into_iter()
+        .filter(|b| *b)
+        .count();
         if targets > 1 {
             errors.push(
                 field.to_owned(),
@@ -179,11 +190,23 @@ impl Location {
             validate::index_files(errors, &format!("{field}.index"), index);
         }
         for (i, h) in self.custom_headers.iter().enumerate() {
-            validate::header_name(errors, &format!("{field}.custom_headers[{i}].name"), &h.name);
-            validate::header_value(errors, &format!("{field}.custom_headers[{i}].value"), &h.value);
+            validate::header_name(
+                errors,
+                &format!("{field}.custom_headers[{i}].name"),
+                &h.name,
+            );
+            validate::header_value(
+                errors,
+                &format!("{field}.custom_headers[{i}].value"),
+                &h.value,
+            );
         }
         for (i, r) in self.rewrite_rules.iter().enumerate() {
-            validate::regex(errors, &format!("{field}.rewrite_rules[{i}].pattern"), &r.pattern);
+            validate::regex(
+                errors,
+                &format!("{field}.rewrite_rules[{i}].pattern"),
+                &r.pattern,
+            );
             validate::rewrite_replacement(
                 errors,
                 &format!("{field}.rewrite_rules[{i}].replacement"),
@@ -244,10 +267,18 @@ impl VirtualHostSpec {
         validate::server_names(errors, "server_name", &self.server_name);
         validate::port(errors, "listen_port", self.listen_port);
         if self.ssl_enabled && self.ssl_certificate_id.is_none() {
-            errors.push("ssl_certificate_id", FieldErrorCode::Required, "ssl_enabled needs a certificate");
+            errors.push(
+                "ssl_certificate_id",
+                FieldErrorCode::Required,
+                "ssl_enabled needs a certificate",
+            );
         }
         if self.http3_enabled && !self.ssl_enabled {
-            errors.push("http3_enabled", FieldErrorCode::NotAllowed, "HTTP/3 needs ssl_enabled");
+            errors.push(
+                "http3_enabled",
+                FieldErrorCode::NotAllowed,
+                "HTTP/3 needs ssl_enabled",
+            );
         }
         if self.locations.len() > validate::MAX_LOCATIONS {
             errors.push(
@@ -323,7 +354,11 @@ pub struct UpdateVirtualHost {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssl_enabled: Option<bool>,
     /// New certificate; `null` removes it.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "super::double_option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "super::double_option"
+    )]
     pub ssl_certificate_id: Option<Option<Uuid>>,
     /// Turn HTTP/2 on or off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -345,7 +380,10 @@ pub struct UpdateVirtualHost {
 impl UpdateVirtualHost {
     /// Applies the update to a copy of `current`, validating the result as a
     /// whole (so that, say, turning on TLS without a certificate is refused).
-    pub fn apply_to(&self, current: &VirtualHost) -> Result<(VirtualHostSpec, TargetAgents), ValidationErrors> {
+    pub fn apply_to(
+        &self,
+        current: &VirtualHost,
+    ) -> Result<(VirtualHostSpec, TargetAgents), ValidationErrors> {
         let UpdateVirtualHost {
             name,
             server_name,
@@ -386,7 +424,9 @@ impl UpdateVirtualHost {
         if let Some(v) = custom_directives {
             spec.custom_directives.clone_from(v);
         }
-        let target = target_agents.clone().unwrap_or_else(|| current.target_agents.clone());
+        let target = target_agents
+            .clone()
+            .unwrap_or_else(|| current.target_agents.clone());
         let mut errors = ValidationErrors::default();
         spec.validate_into(&mut errors);
         validate_target(&mut errors, "target_agents", &target);

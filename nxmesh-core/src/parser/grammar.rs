@@ -18,6 +18,10 @@ pub struct ParseOptions {
     /// Unknown directives are errors (`unknown directive "x"`); entries of
     /// map-like blocks (`map`, `geo`, `types`, ...) are never unknown.
     pub strict: bool,
+    /// Check contexts and argument counts (crossplane's `check_ctx` and
+    /// `check_args`); when false only the syntax is checked, so no
+    /// statement is ever dropped (what the formatter wants).
+    pub check: bool,
     /// Record errors and go on (crossplane's `catch_errors`, the default);
     /// when false the first error ends the parse.
     pub recover: bool,
@@ -33,6 +37,7 @@ impl Default for ParseOptions {
         Self {
             table: DirectiveTable::latest(),
             strict: false,
+            check: true,
             recover: true,
             single_file: false,
             ignore: Vec::new(),
@@ -170,6 +175,13 @@ struct Registry<'s> {
     index: HashMap<String, usize>,
 }
 
+/// The words and comments of one statement.
+struct Words<'a> {
+    name: Arg<'a>,
+    args: Vec<Arg<'a>>,
+    comments: Vec<Comment<'a>>,
+}
+
 struct FileParser<'a, 'c, 's> {
     lx: Lexer<'a>,
     opts: &'c ParseOptions,
@@ -239,9 +251,12 @@ impl<'a> FileParser<'a, '_, '_> {
                         let c = if open { "{" } else { ";" };
                         return Err(self.fatal(&format!("unexpected \"{c}\""), line));
                     };
-                    let args = std::mem::take(&mut args);
-                    let comments = std::mem::take(&mut comments);
-                    self.statement(n, args, comments, open, ctx, &mut nodes)?;
+                    let words = Words {
+                        name: n,
+                        args: std::mem::take(&mut args),
+                        comments: std::mem::take(&mut comments),
+                    };
+                    self.statement(words, open, ctx, &mut nodes)?;
                 }
                 Tok::Close(line) => {
                     if !nested {
@@ -259,10 +274,9 @@ impl<'a> FileParser<'a, '_, '_> {
                 }
                 Tok::Eof(line) => {
                     if name.is_some() {
-                        return Err(self.fatal(
-                            r#"unexpected end of file, expecting ";" or "}""#,
-                            line,
-                        ));
+                        return Err(
+                            self.fatal(r#"unexpected end of file, expecting ";" or "}""#, line)
+                        );
                     }
                     if nested {
                         return Err(self.fatal(r#"unexpected end of file, expecting "}""#, line));
@@ -275,13 +289,16 @@ impl<'a> FileParser<'a, '_, '_> {
 
     fn statement(
         &mut self,
-        name: Arg<'a>,
-        mut args: Vec<Arg<'a>>,
-        comments: Vec<Comment<'a>>,
+        words: Words<'a>,
         open: bool,
         ctx: Ctx,
         nodes: &mut Vec<Node<'a>>,
     ) -> Result<(), ParseError> {
+        let Words {
+            name,
+            mut args,
+            comments,
+        } = words;
         let value = name.value();
         let line = name.span.line;
         let lua = open && table::is_lua_block(&value);
@@ -325,6 +342,9 @@ impl<'a> FileParser<'a, '_, '_> {
     }
 
     fn analyze(&self, name: &str, args: &[Arg<'a>], open: bool, ctx: Ctx) -> Result<(), String> {
+        if !self.opts.check {
+            return Ok(());
+        }
         if ctx == Ctx::MapLike {
             return if open {
                 Err("unexpected \"{\"".to_owned())
@@ -350,13 +370,17 @@ impl<'a> FileParser<'a, '_, '_> {
                     if v.eq_ignore_ascii_case("on") || v.eq_ignore_ascii_case("off") {
                         return Ok(());
                     }
-                    format!("invalid value \"{v}\" in \"{name}\" directive, it must be \"on\" or \"off\"")
+                    format!(
+                        "invalid value \"{v}\" in \"{name}\" directive, it must be \"on\" or \"off\""
+                    )
                 }
                 Ok(()) => return Ok(()),
                 Err(Mismatch::NotTerminated) => {
                     format!("directive \"{name}\" is not terminated by \";\"")
                 }
-                Err(Mismatch::NoOpeningBrace) => format!("directive \"{name}\" has no opening \"{{\""),
+                Err(Mismatch::NoOpeningBrace) => {
+                    format!("directive \"{name}\" has no opening \"{{\"")
+                }
                 Err(Mismatch::ArgCount) => {
                     format!("invalid number of arguments in \"{name}\" directive")
                 }
@@ -376,6 +400,8 @@ impl<'a> FileParser<'a, '_, '_> {
         };
         let path = if pattern.starts_with('/') || reg.prefix.is_empty() {
             pattern.to_owned()
+        } else if reg.prefix.ends_with('/') {
+            format!("{}{pattern}", reg.prefix)
         } else {
             format!("{}/{pattern}", reg.prefix)
         };
@@ -385,7 +411,10 @@ impl<'a> FileParser<'a, '_, '_> {
             match reg.source.glob(&path) {
                 Ok(paths) => paths.into_iter().map(|p| (p, None)).collect(),
                 Err(e) => {
-                    problems.push((ErrorKind::Include, format!("glob() \"{path}\" failed ({e})")));
+                    problems.push((
+                        ErrorKind::Include,
+                        format!("glob() \"{path}\" failed ({e})"),
+                    ));
                     Vec::new()
                 }
             }
@@ -395,7 +424,10 @@ impl<'a> FileParser<'a, '_, '_> {
             match reg.source.read(&path) {
                 Ok(content) => vec![(path, Some(content))],
                 Err(e) => {
-                    problems.push((ErrorKind::Include, format!("open() \"{path}\" failed ({e})")));
+                    problems.push((
+                        ErrorKind::Include,
+                        format!("open() \"{path}\" failed ({e})"),
+                    ));
                     Vec::new()
                 }
             }
@@ -503,7 +535,7 @@ pub fn parse_tree<'a>(
     };
     let mut reg = Registry {
         source,
-        prefix: prefix.trim_end_matches('/').to_owned(),
+        prefix,
         paths: vec![main.to_owned()],
         ctx: vec![Ctx::Known(table::CTX_MAIN)],
         chain: vec![Vec::new()],

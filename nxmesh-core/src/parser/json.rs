@@ -228,7 +228,11 @@ pub fn payload<'a>(tree: &'a Tree<'a>, opts: JsonOptions) -> Payload<'a> {
             builder.nodes(&main.nodes, &main.path, &mut parsed);
         }
         vec![Config {
-            file: tree.files.first().map(|f| f.path.clone()).unwrap_or_default(),
+            file: tree
+                .files
+                .first()
+                .map(|f| f.path.clone())
+                .unwrap_or_default(),
             status: status(failed),
             errors: tree.files.iter().flat_map(|f| errors(&f.errors)).collect(),
             parsed,
@@ -236,7 +240,6 @@ pub fn payload<'a>(tree: &'a Tree<'a>, opts: JsonOptions) -> Payload<'a> {
     } else {
         tree.files
             .iter()
-            
             .map(|f| {
                 let mut parsed = Vec::new();
                 builder.nodes(&f.nodes, &f.path, &mut parsed);

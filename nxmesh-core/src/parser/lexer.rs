@@ -56,7 +56,11 @@ fn is_space(b: u8) -> bool {
 
 /// Renders one byte for an `unexpected "x"` message.
 fn show(text: &str, at: usize) -> String {
-    text[at..].chars().next().map(String::from).unwrap_or_default()
+    text[at..]
+        .chars()
+        .next()
+        .map(String::from)
+        .unwrap_or_default()
 }
 
 pub(crate) struct Lexer<'a> {
@@ -175,7 +179,10 @@ impl<'a> Lexer<'a> {
             end -= 1;
         }
         LexError {
-            message: format!("too long parameter \"{}...\" started", &self.text[start..end]),
+            message: format!(
+                "too long parameter \"{}...\" started",
+                &self.text[start..end]
+            ),
             line: self.line,
         }
     }

@@ -52,9 +52,7 @@ pub use grammar::{
     ConfigFile, ErrorKind, ParseError, ParseOptions, SourceArena, Tree, decode, parse_str,
     parse_tree,
 };
-pub use json::{
-    Config, FileError, JsonOptions, Payload, PayloadError, Statement, Status, payload,
-};
+pub use json::{Config, FileError, JsonOptions, Payload, PayloadError, Statement, Status, payload};
 #[cfg(feature = "fs")]
 pub use source::FsSource;
 pub use source::{MemorySource, Source, SourceError, glob_match, has_magic};

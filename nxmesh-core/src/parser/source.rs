@@ -131,9 +131,9 @@ fn fnmatch(p: &[u8], s: &[u8]) -> bool {
                 continue;
             }
             Some(b'?') => Some(pi + 1),
-            Some(b'[') => class(&p[pi..], s[si]).map(|(ok, len)| (ok, pi + len)).and_then(
-                |(ok, next)| ok.then_some(next),
-            ),
+            Some(b'[') => class(&p[pi..], s[si])
+                .map(|(ok, len)| (ok, pi + len))
+                .and_then(|(ok, next)| ok.then_some(next)),
             Some(b'\\') if pi + 1 < p.len() => (p[pi + 1] == s[si]).then_some(pi + 2),
             Some(&c) => (c == s[si]).then_some(pi + 1),
             None => None,
@@ -201,7 +201,11 @@ impl Source for FsSource {
 
     fn glob(&self, pattern: &str) -> Result<Vec<String>, SourceError> {
         let absolute = pattern.starts_with('/');
-        let mut found = vec![if absolute { "/".to_owned() } else { String::new() }];
+        let mut found = vec![if absolute {
+            "/".to_owned()
+        } else {
+            String::new()
+        }];
         let components: Vec<&str> = pattern.split('/').filter(|c| !c.is_empty()).collect();
         for (n, component) in components.iter().enumerate() {
             let last = n + 1 == components.len();

@@ -4,6 +4,9 @@
 //! the generator and the linter reuse it to ask which versions know a
 //! directive, where it is allowed and how many arguments it takes.
 
+/// One version's directives: name and registrations, sorted by name.
+type Table = &'static [(&'static str, &'static [Usage])];
+
 include!(concat!(env!("OUT_DIR"), "/directives.rs"));
 
 /// One registration of a directive (one `ngx_command_t` entry).

@@ -1,1 +1,5 @@
 //! Integration tests of `nxmesh-core`, one binary with a module per area.
+mod deps;
+mod parser;
+mod spec_json;
+mod validation;

@@ -98,6 +98,7 @@ fn fmt(args: &FmtArgs) -> anyhow::Result<ExitCode> {
     let text = parser::decode(&bytes);
     let opts = ParseOptions {
         recover: false,
+        check: false,
         single_file: true,
         ..ParseOptions::default()
     };

@@ -1,0 +1,4 @@
+//! Integration tests of `nxmesh-proto`.
+
+mod descriptor;
+mod round_trip;
