@@ -3,6 +3,9 @@
 //!
 //! Run with `cargo run -p nxmesh-examples --example model_and_selectors`.
 
+// An example talks to its reader on stdout.
+#![allow(clippy::print_stdout)]
+
 use nxmesh_core::model::{CreateVirtualHost, Labels, TargetAgents};
 use nxmesh_core::validate::Validate;
 

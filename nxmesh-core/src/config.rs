@@ -136,24 +136,25 @@ impl Validate for ConfigUpdate {
             vh.spec.validate_into(&mut inner);
             prefix(&mut errors, &format!("virtual_hosts[{i}]"), inner);
             for (j, l) in vh.spec.locations.iter().enumerate() {
-                if let Some(up) = l.upstream_id {
-                    if !self.upstreams.iter().any(|u| u.id == up) {
-                        errors.push(
-                            format!("virtual_hosts[{i}].locations[{j}].upstream_id"),
-                            FieldErrorCode::NotFound,
-                            format!("upstream {up} is not in this configuration"),
-                        );
-                    }
-                }
-            }
-            if let Some(cert) = vh.spec.ssl_certificate_id {
-                if vh.spec.ssl_enabled && !self.certificates.contains_key(&cert.to_string()) {
+                if let Some(up) = l.upstream_id
+                    && !self.upstreams.iter().any(|u| u.id == up)
+                {
                     errors.push(
-                        format!("virtual_hosts[{i}].ssl_certificate_id"),
+                        format!("virtual_hosts[{i}].locations[{j}].upstream_id"),
                         FieldErrorCode::NotFound,
-                        format!("certificate {cert} is not in this configuration"),
+                        format!("upstream {up} is not in this configuration"),
                     );
                 }
+            }
+            if let Some(cert) = vh.spec.ssl_certificate_id
+                && vh.spec.ssl_enabled
+                && !self.certificates.contains_key(&cert.to_string())
+            {
+                errors.push(
+                    format!("virtual_hosts[{i}].ssl_certificate_id"),
+                    FieldErrorCode::NotFound,
+                    format!("certificate {cert} is not in this configuration"),
+                );
             }
         }
         for (i, up) in self.upstreams.iter().enumerate() {

@@ -9,6 +9,7 @@
 pub mod config;
 pub mod error;
 pub mod event;
+pub mod generator;
 pub mod model;
 pub mod pagination;
 pub mod parser;

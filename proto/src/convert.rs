@@ -262,13 +262,11 @@ impl TryFrom<pb::RegistrationRequest> for protocol::RegistrationRequest {
         if applied_config_version < 0 {
             return Err(invalid("registration.applied_config_version", "negative"));
         }
-        let applied =
-            (applied_config_version > 0 || !applied_config_checksum.is_empty()).then(|| {
-                protocol::AppliedConfig {
-                    version: applied_config_version,
-                    checksum: applied_config_checksum,
-                }
-            });
+        let has_applied = applied_config_version > 0 || !applied_config_checksum.is_empty();
+        let applied = has_applied.then_some(protocol::AppliedConfig {
+            version: applied_config_version,
+            checksum: applied_config_checksum,
+        });
         Ok(protocol::RegistrationRequest {
             auth,
             hostname,

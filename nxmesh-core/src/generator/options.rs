@@ -25,7 +25,11 @@ pub struct NginxVersion {
 impl NginxVersion {
     /// A version from its three numbers.
     pub const fn new(major: u16, minor: u16, patch: u16) -> Self {
-        NginxVersion { major, minor, patch }
+        NginxVersion {
+            major,
+            minor,
+            patch,
+        }
     }
 
     /// `http2 on;` exists and the `listen … http2` parameter is deprecated.
@@ -53,7 +57,11 @@ impl FromStr for NginxVersion {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || InvalidVersion(s.chars().take(32).collect());
-        let mut parts = s.trim().strip_prefix("nginx/").unwrap_or(s.trim()).split('.');
+        let mut parts = s
+            .trim()
+            .strip_prefix("nginx/")
+            .unwrap_or(s.trim())
+            .split('.');
         let mut next = || -> Result<u16, InvalidVersion> {
             let p = parts.next().ok_or_else(bad)?;
             if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
@@ -154,7 +162,10 @@ impl Default for RenderOptions {
 impl RenderOptions {
     /// The default options for nginx `version`.
     pub fn for_version(version: NginxVersion) -> Self {
-        RenderOptions { nginx_version: version, ..RenderOptions::default() }
+        RenderOptions {
+            nginx_version: version,
+            ..RenderOptions::default()
+        }
     }
 
     /// The directive table of the newest release in the table that is not
@@ -177,11 +188,18 @@ impl RenderOptions {
             errors.push(
                 "options.nginx_version",
                 FieldErrorCode::OutOfRange,
-                format!("nginx {} is older than {}, the oldest supported release", self.nginx_version, NginxVersion::OLDEST),
+                format!(
+                    "nginx {} is older than {}, the oldest supported release",
+                    self.nginx_version,
+                    NginxVersion::OLDEST
+                ),
             );
         }
         let l = &self.layout;
-        for (field, v) in [("options.layout.managed_dir", &l.managed_dir), ("options.layout.cert_dir", &l.cert_dir)] {
+        for (field, v) in [
+            ("options.layout.managed_dir", &l.managed_dir),
+            ("options.layout.cert_dir", &l.cert_dir),
+        ] {
             if !is_relative_dir(v) {
                 errors.push(
                     field,
@@ -199,7 +217,13 @@ impl RenderOptions {
             validate::abs_path(errors, field, v);
         }
         validate::port(errors, "options.status_port", self.status_port);
-        validate::range(errors, "options.worker_shutdown_timeout_secs", u64::from(self.worker_shutdown_timeout_secs), 1, 86_400);
+        validate::range(
+            errors,
+            "options.worker_shutdown_timeout_secs",
+            u64::from(self.worker_shutdown_timeout_secs),
+            1,
+            86_400,
+        );
     }
 }
 
@@ -207,6 +231,10 @@ fn is_relative_dir(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 255
         && s.split('/').all(|c| {
-            !c.is_empty() && c != "." && c != ".." && c.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            !c.is_empty()
+                && c != "."
+                && c != ".."
+                && c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
         })
 }

@@ -27,17 +27,28 @@ pub struct Stmt<'a> {
 impl<'a> Stmt<'a> {
     /// A simple directive.
     pub fn simple(name: &'static str, args: Vec<Cow<'a, str>>) -> Self {
-        Stmt { name, args, block: None }
+        Stmt {
+            name,
+            args,
+            block: None,
+        }
     }
 
     /// A block directive.
     pub fn block(name: &'static str, args: Vec<Cow<'a, str>>, block: Vec<Stmt<'a>>) -> Self {
-        Stmt { name, args, block: Some(block) }
+        Stmt {
+            name,
+            args,
+            block: Some(block),
+        }
     }
 
     /// Counts this statement and every statement inside it.
     pub fn count(&self) -> usize {
-        1 + self.block.as_ref().map_or(0, |b| b.iter().map(Stmt::count).sum())
+        1 + self
+            .block
+            .as_ref()
+            .map_or(0, |b| b.iter().map(Stmt::count).sum())
     }
 }
 
@@ -90,7 +101,10 @@ pub struct Mismatch {
 /// Compares parsed nodes (comments ignored) with the intended statements.
 /// Includes are not followed: the `include` statement itself is compared.
 pub fn verify_nodes(file: &str, nodes: &[Node<'_>], intended: &[Stmt<'_>]) -> Result<(), Mismatch> {
-    compare(nodes, intended, "").map_err(|message| Mismatch { file: file.to_owned(), message })
+    compare(nodes, intended, "").map_err(|message| Mismatch {
+        file: file.to_owned(),
+        message,
+    })
 }
 
 fn compare(nodes: &[Node<'_>], intended: &[Stmt<'_>], path: &str) -> Result<(), String> {
@@ -115,7 +129,10 @@ fn compare(nodes: &[Node<'_>], intended: &[Stmt<'_>], path: &str) -> Result<(), 
         }
         let args: Vec<Cow<'_, str>> = d.args.iter().map(parser::Arg::value).collect();
         if args.len() != s.args.len() || args.iter().zip(&s.args).any(|(a, b)| a != b) {
-            return Err(format!("{here}: parsed arguments {args:?}, intended {:?}", s.args));
+            return Err(format!(
+                "{here}: parsed arguments {args:?}, intended {:?}",
+                s.args
+            ));
         }
         match (&d.block, &s.block) {
             (None, None) => {}
@@ -129,11 +146,21 @@ fn compare(nodes: &[Node<'_>], intended: &[Stmt<'_>], path: &str) -> Result<(), 
 /// Parses `text` (syntax only, no context checks) and compares it with the
 /// intended statements.
 pub fn verify_file(file: &str, text: &str, intended: &[Stmt<'_>]) -> Result<(), Mismatch> {
-    let opts = parser::ParseOptions { check: false, recover: false, single_file: true, ..Default::default() };
-    let parsed = parser::parse_str(file, text, &opts)
-        .map_err(|e| Mismatch { file: file.to_owned(), message: e.to_string() })?;
+    let opts = parser::ParseOptions {
+        check: false,
+        recover: false,
+        single_file: true,
+        ..Default::default()
+    };
+    let parsed = parser::parse_str(file, text, &opts).map_err(|e| Mismatch {
+        file: file.to_owned(),
+        message: e.to_string(),
+    })?;
     if let Some(e) = parsed.errors.first() {
-        return Err(Mismatch { file: file.to_owned(), message: e.to_string() });
+        return Err(Mismatch {
+            file: file.to_owned(),
+            message: e.to_string(),
+        });
     }
     verify_nodes(file, &parsed.nodes, intended)
 }

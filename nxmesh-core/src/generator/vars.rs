@@ -92,11 +92,16 @@ pub(crate) fn check(s: &str) -> Result<(), String> {
             };
             (&braced[..close], close + 2)
         } else {
-            let n = rest.bytes().take_while(|c| c.is_ascii_alphanumeric() || *c == b'_').count();
+            let n = rest
+                .bytes()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == b'_')
+                .count();
             (&rest[..n], n)
         };
         if name.is_empty() {
-            return Err("'$' must start a variable ($name or ${name}); nginx has no literal '$'".to_owned());
+            return Err(
+                "'$' must start a variable ($name or ${name}); nginx has no literal '$'".to_owned(),
+            );
         }
         if !name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
             return Err("a variable name has letters, digits and '_' only".to_owned());
@@ -112,9 +117,13 @@ pub(crate) fn check(s: &str) -> Result<(), String> {
                 ));
             }
             let known = KNOWN.binary_search(&lower.as_str()).is_ok()
-                || PREFIXES.iter().any(|p| lower.len() > p.len() && lower.starts_with(p));
+                || PREFIXES
+                    .iter()
+                    .any(|p| lower.len() > p.len() && lower.starts_with(p));
             if !known {
-                return Err(format!("${name} is not a known nginx variable (use ${{name}} to end a name)"));
+                return Err(format!(
+                    "${name} is not a known nginx variable (use ${{name}} to end a name)"
+                ));
             }
         }
         i += 1 + used;

@@ -105,28 +105,28 @@ pub const MAX_ACCESS_LOG_LIMIT: u32 = 1000;
 impl Validate for AccessLogQuery {
     fn validate(&self) -> Result<(), ValidationErrors> {
         let mut errors = ValidationErrors::default();
-        if let (Some(from), Some(to)) = (self.from, self.to) {
-            if to <= from {
-                errors.push("to", FieldErrorCode::OutOfRange, "to must be after from");
-            }
+        if let (Some(from), Some(to)) = (self.from, self.to)
+            && to <= from
+        {
+            errors.push("to", FieldErrorCode::OutOfRange, "to must be after from");
         }
-        if let Some(code) = self.status_code {
-            if !(100..=599).contains(&code) {
-                errors.push(
-                    "status_code",
-                    FieldErrorCode::OutOfRange,
-                    "status_code must be 100 to 599",
-                );
-            }
+        if let Some(code) = self.status_code
+            && !(100..=599).contains(&code)
+        {
+            errors.push(
+                "status_code",
+                FieldErrorCode::OutOfRange,
+                "status_code must be 100 to 599",
+            );
         }
-        if let Some(limit) = self.limit {
-            if limit == 0 || limit > MAX_ACCESS_LOG_LIMIT {
-                errors.push(
-                    "limit",
-                    FieldErrorCode::OutOfRange,
-                    format!("limit must be 1 to {MAX_ACCESS_LOG_LIMIT}"),
-                );
-            }
+        if let Some(limit) = self.limit
+            && (limit == 0 || limit > MAX_ACCESS_LOG_LIMIT)
+        {
+            errors.push(
+                "limit",
+                FieldErrorCode::OutOfRange,
+                format!("limit must be 1 to {MAX_ACCESS_LOG_LIMIT}"),
+            );
         }
         errors.into_result()
     }

@@ -36,14 +36,14 @@ impl TargetAgents {
 }
 
 fn validate_target(errors: &mut ValidationErrors, field: &str, target: &TargetAgents) {
-    if let TargetAgents::Selector { label_selector } = target {
-        if let Err(e) = label_selector.parse::<LabelSelector>() {
-            errors.push(
-                format!("{field}.label_selector"),
-                FieldErrorCode::InvalidFormat,
-                e.to_string(),
-            );
-        }
+    if let TargetAgents::Selector { label_selector } = target
+        && let Err(e) = label_selector.parse::<LabelSelector>()
+    {
+        errors.push(
+            format!("{field}.label_selector"),
+            FieldErrorCode::InvalidFormat,
+            e.to_string(),
+        );
     }
 }
 
