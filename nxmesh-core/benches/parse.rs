@@ -4,6 +4,9 @@
 //! `cargo bench -p nxmesh-core --bench parse` reports MB/s; the crossplane
 //! comparison is `scripts/bench-crossplane.sh`.
 
+// `criterion_group!` generates an undocumented public function.
+#![allow(missing_docs)]
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use nxmesh_core::parser::{self, JsonOptions, ParseOptions};
 

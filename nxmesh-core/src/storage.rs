@@ -17,10 +17,10 @@ use uuid::Uuid;
 use crate::error::ValidationErrors;
 use crate::model::{
     AccessLogEntry, AccessLogPage, AccessLogQuery, Agent, AgentHealth, AgentState,
-    AgentStateFilter, Certificate, CertificateProvider, CertificateStatus, CreateOrganization,
-    CreateWorkspace, Labels, MetricsQuery, MetricsSummary, Organization, TargetAgents, Timestamp,
-    UpdateAgent, UpdateOrganization, UpdateWorkspace, Upstream, UpstreamSpec, VirtualHost,
-    VirtualHostSpec, Workspace,
+    AgentStateFilter, ApiToken, AuditEntry, Certificate, CertificateProvider, CertificateStatus,
+    CreateOrganization, CreateWorkspace, Labels, Member, MetricsQuery, MetricsSummary,
+    Organization, Role, Scope, TargetAgents, Timestamp, UpdateAgent, UpdateOrganization,
+    UpdateWorkspace, Upstream, UpstreamSpec, User, VirtualHost, VirtualHostSpec, Workspace,
 };
 use crate::pagination::{Page, PageParams};
 use crate::protocol::MetricsBatch;
@@ -325,6 +325,157 @@ pub trait TelemetryStore: Send + Sync {
     ) -> StorageResult<AccessLogPage>;
 }
 
+/// A user to create; the password arrives already hashed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NewUser {
+    /// Login email.
+    pub email: String,
+    /// Display name.
+    pub name: String,
+    /// The Argon2id hash of the password (PHC string).
+    pub password_hash: String,
+    /// Server administrator.
+    pub is_admin: bool,
+}
+
+impl std::fmt::Debug for NewUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewUser")
+            .field("email", &self.email)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Users and organization membership.
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// Creates a user. `Conflict` on a duplicate email.
+    async fn create_user(&self, new: &NewUser) -> StorageResult<User>;
+    /// The user with `id`.
+    async fn get_user(&self, id: Uuid) -> StorageResult<Option<User>>;
+    /// The user with `email` (case-insensitive) and their password hash.
+    async fn user_by_email(&self, email: &str) -> StorageResult<Option<(User, String)>>;
+    /// How many users exist.
+    async fn count_users(&self) -> StorageResult<u64>;
+    /// Deletes a user, their memberships and sessions.
+    async fn delete_user(&self, id: Uuid) -> StorageResult<()>;
+    /// Adds (or changes) a member of an organization.
+    async fn set_member(
+        &self,
+        organization_id: Uuid,
+        user_id: Uuid,
+        role: Role,
+    ) -> StorageResult<Member>;
+    /// The role of a user in an organization, if a member.
+    async fn member_role(
+        &self,
+        organization_id: Uuid,
+        user_id: Uuid,
+    ) -> StorageResult<Option<Role>>;
+    /// The members of an organization.
+    async fn list_members(
+        &self,
+        organization_id: Uuid,
+        page: PageParams,
+    ) -> StorageResult<Page<Member>>;
+    /// Removes a member.
+    async fn remove_member(&self, organization_id: Uuid, user_id: Uuid) -> StorageResult<()>;
+    /// The organizations a user belongs to, with the role in each.
+    async fn memberships(&self, user_id: Uuid) -> StorageResult<Vec<(Uuid, Role)>>;
+}
+
+/// What became of a presented refresh token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshUse {
+    /// Valid and now consumed: issue a new one in the same family.
+    Valid {
+        /// Its user.
+        user_id: Uuid,
+        /// Its family.
+        family_id: Uuid,
+    },
+    /// Already used: the whole family has been revoked.
+    Reused {
+        /// The revoked family.
+        family_id: Uuid,
+    },
+    /// Unknown, expired or revoked.
+    Invalid,
+}
+
+/// An API token to store, by hash.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NewApiToken {
+    /// Its owner.
+    pub user_id: Uuid,
+    /// Its name.
+    pub name: String,
+    /// What it may do.
+    pub scopes: Vec<Scope>,
+    /// Hash of the secret.
+    pub token_hash: String,
+    /// When it expires.
+    pub expires_at: Option<Timestamp>,
+}
+
+impl std::fmt::Debug for NewApiToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewApiToken")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Refresh tokens (single-use, rotated, in families) and API tokens, all
+/// stored as hashes.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Stores a refresh token of `family_id` for `user_id`.
+    async fn insert_refresh_token(
+        &self,
+        user_id: Uuid,
+        family_id: Uuid,
+        token_hash: &str,
+        expires_at: Timestamp,
+    ) -> StorageResult<()>;
+    /// Consumes a refresh token, atomically: valid tokens are marked used;
+    /// a used token revokes its whole family.
+    async fn use_refresh_token(
+        &self,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> StorageResult<RefreshUse>;
+    /// Revokes a family (logout).
+    async fn revoke_refresh_family(&self, family_id: Uuid) -> StorageResult<()>;
+    /// The family of a refresh token, if it exists.
+    async fn refresh_family(&self, token_hash: &str) -> StorageResult<Option<Uuid>>;
+    /// Stores an API token.
+    async fn create_api_token(&self, new: &NewApiToken) -> StorageResult<ApiToken>;
+    /// The API token with this hash, unexpired at `now`, and its owner.
+    async fn api_token_by_hash(
+        &self,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> StorageResult<Option<(ApiToken, Uuid)>>;
+    /// A user's API tokens.
+    async fn list_api_tokens(&self, user_id: Uuid) -> StorageResult<Vec<ApiToken>>;
+    /// Revokes one of a user's API tokens.
+    async fn revoke_api_token(&self, user_id: Uuid, id: Uuid) -> StorageResult<()>;
+}
+
+/// The audit log.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Records a change.
+    async fn record_audit(&self, entry: &AuditEntry) -> StorageResult<()>;
+    /// An organization's audit log, newest first.
+    async fn list_audit(
+        &self,
+        organization_id: Uuid,
+        page: PageParams,
+    ) -> StorageResult<Page<AuditEntry>>;
+}
+
 /// Everything the master stores, as one object.
 pub trait Storage:
     OrganizationStore
@@ -334,6 +485,9 @@ pub trait Storage:
     + UpstreamStore
     + CertificateStore
     + TelemetryStore
+    + UserStore
+    + SessionStore
+    + AuditStore
 {
 }
 
@@ -345,5 +499,8 @@ impl<T> Storage for T where
         + UpstreamStore
         + CertificateStore
         + TelemetryStore
+        + UserStore
+        + SessionStore
+        + AuditStore
 {
 }

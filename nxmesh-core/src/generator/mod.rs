@@ -36,7 +36,7 @@
 //! # Ok::<(), nxmesh_core::error::ValidationErrors>(())
 //! ```
 
-// pub mod import;
+pub mod import;
 mod options;
 mod tree;
 mod vars;
@@ -323,8 +323,9 @@ enum Dollar {
     Literal,
     /// Compiled, and no variable is wanted: `$` is refused.
     Refused,
-    /// Compiled: `$` must start a known variable.
-    Variables,
+    /// Compiled: `$` must start a known variable; regex captures (`$1`)
+    /// only where a regular expression provides them.
+    Variables { captures: bool },
 }
 
 impl<'o> Gen<'o> {
@@ -353,9 +354,9 @@ impl<'o> Gen<'o> {
                     );
                 }
                 Dollar::Refused => {}
-                Dollar::Variables => {
+                Dollar::Variables { captures } => {
                     if v.contains('$') {
-                        if let Err(msg) = vars::check(v) {
+                        if let Err(msg) = vars::check(v, captures) {
                             self.errors.push(field(), Code::InvalidCharacter, msg);
                         }
                     }
@@ -515,7 +516,7 @@ impl<'o> Gen<'o> {
             .map(|s| s.name)
             .chain(["server", "include"])
             .collect();
-        let mut extra = self.custom(custom, DirectiveContext::Http, &generated, &|k| {
+        let mut extra = self.custom(custom, DirectiveContext::Http, &generated, false, &|k| {
             format!("global_settings.nginx_directives.{k}")
         });
         http.append(&mut extra);
@@ -726,6 +727,7 @@ impl<'o> Gen<'o> {
             &s.custom_directives,
             DirectiveContext::Server,
             &generated,
+            false,
             &|k| f(&format!("custom_directives.{k}")),
         );
         body.append(&mut extra);
@@ -759,6 +761,8 @@ impl<'o> Gen<'o> {
         }
         args.push(self.arg(&|| f("path"), &l.path, Dollar::Literal));
         let uri_allowed = l.modifier.is_none_or(|m| !m.is_regex()) && !l.path.starts_with('@');
+        // Captures exist after a regex location matched or a rewrite ran.
+        let captures = l.modifier.is_some_and(|m| m.is_regex()) || !l.rewrite_rules.is_empty();
 
         let mut body = Vec::new();
         for (k, r) in l.rewrite_rules.iter().enumerate() {
@@ -771,7 +775,7 @@ impl<'o> Gen<'o> {
                 self.arg(
                     &|| f(&format!("rewrite_rules[{k}].replacement")),
                     &r.replacement,
-                    Dollar::Variables,
+                    Dollar::Variables { captures: true },
                 ),
             ];
             if let Some(flag) = r.flag {
@@ -789,13 +793,23 @@ impl<'o> Gen<'o> {
                 proxied = true;
             }
         } else if let Some(url) = &l.proxy_pass {
-            let authority_end = url.find("://").map(|p| p + 3).unwrap_or(0);
+            let authority_end = url.find("://").map_or(0, |p| p + 3);
             let has_uri = url[authority_end..].contains(['/', '?']);
             if has_uri && !uri_allowed {
                 self.errors.push(
                     f("proxy_pass"),
                     Code::NotAllowed,
                     "a URL with a path cannot be used in a regular-expression or named location",
+                );
+            } else if has_uri && l.modifier != Some(crate::model::LocationModifier::Exact) {
+                // NGINX-NOTES §4 `proxy_pass_normalized`: nginx decodes and
+                // normalizes the URI before it replaces the location prefix,
+                // so `%2F..%2F` reaches the backend as `/../`.
+                self.errors.push(
+                    f("proxy_pass"),
+                    Code::NotAllowed,
+                    "a URL with a path is only rendered for exact (=) locations: nginx would send the \
+                     decoded, normalized URI; proxy to the URL without a path",
                 );
             }
             body.push(Stmt::simple(
@@ -843,7 +857,7 @@ impl<'o> Gen<'o> {
                 }
             }
             for (k, h) in l.custom_headers.iter().enumerate() {
-                body.push(self.header(&|| f(&format!("custom_headers[{k}]")), h));
+                body.push(self.header(&|| f(&format!("custom_headers[{k}]")), h, captures));
             }
         }
         let generated: BTreeSet<&str> = body
@@ -855,18 +869,24 @@ impl<'o> Gen<'o> {
             &l.custom_directives,
             DirectiveContext::Location,
             &generated,
+            captures,
             &|k| f(&format!("custom_directives.{k}")),
         );
         body.append(&mut extra);
         Stmt::block("location", args, body)
     }
 
-    fn header<'a>(&mut self, field: &dyn Fn() -> String, h: &'a Header) -> Stmt<'a> {
+    fn header<'a>(
+        &mut self,
+        field: &dyn Fn() -> String,
+        h: &'a Header,
+        captures: bool,
+    ) -> Stmt<'a> {
         let name = self.arg(&|| format!("{}.name", field()), &h.name, Dollar::Refused);
         let value = self.arg(
             &|| format!("{}.value", field()),
             &h.value,
-            Dollar::Variables,
+            Dollar::Variables { captures },
         );
         let mut args = vec![name, value];
         if h.always {
@@ -884,6 +904,7 @@ impl<'o> Gen<'o> {
         directives: &'a BTreeMap<String, String>,
         ctx: DirectiveContext,
         generated: &BTreeSet<&str>,
+        captures: bool,
         field: &dyn Fn(&str) -> String,
     ) -> Vec<Stmt<'a>> {
         let mut out = Vec::new();
@@ -907,7 +928,7 @@ impl<'o> Gen<'o> {
             let args: Vec<Cow<'a, str>> = value
                 .split([' ', '\t'])
                 .filter(|a| !a.is_empty())
-                .map(|a| self.arg(&fname, a, Dollar::Variables))
+                .map(|a| self.arg(&fname, a, Dollar::Variables { captures }))
                 .collect();
             if generated.contains(static_name) && !REPEATABLE.contains(&static_name) {
                 self.errors.push(

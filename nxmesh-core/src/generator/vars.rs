@@ -77,7 +77,7 @@ const PREFIXES: &[&str] = &[
 const SPLITTING: &[&str] = &["uri", "document_uri", "request_filename"];
 
 /// Checks every `$` reference of `s`; `Err` says why the value is refused.
-pub(crate) fn check(s: &str) -> Result<(), String> {
+pub(crate) fn check(s: &str, captures: bool) -> Result<(), String> {
     let b = s.as_bytes();
     let mut i = 0;
     while i < b.len() {
@@ -109,6 +109,11 @@ pub(crate) fn check(s: &str) -> Result<(), String> {
         // `$1`..`$9` are regex captures; nginx reads one digit, so `$10` is
         // `$1` followed by `0`.
         let is_capture = name.as_bytes()[0].is_ascii_digit();
+        if is_capture && !captures {
+            return Err(format!(
+                "${name} is a regex capture, and there is no regular expression here; nginx has no literal '$'"
+            ));
+        }
         if !is_capture {
             let lower = name.to_ascii_lowercase();
             if SPLITTING.contains(&lower.as_str()) {
@@ -142,11 +147,12 @@ mod tests {
 
     #[test]
     fn references() {
-        assert!(check("$scheme://${host}x$1 $http_x_y").is_ok());
-        assert!(check("cost $").is_err());
-        assert!(check("$uri").is_err());
-        assert!(check("$hostx").is_err());
-        assert!(check("${host").is_err());
-        assert!(check("$http_").is_err());
+        assert!(check("$scheme://${host}x$1 $http_x_y", true).is_ok());
+        assert!(check("costs $5", false).is_err());
+        assert!(check("cost $", true).is_err());
+        assert!(check("$uri", true).is_err());
+        assert!(check("$hostx", true).is_err());
+        assert!(check("${host", true).is_err());
+        assert!(check("$http_", true).is_err());
     }
 }

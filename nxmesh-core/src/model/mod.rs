@@ -12,6 +12,7 @@ mod certificate;
 mod telemetry;
 mod tenancy;
 mod upstream;
+mod users;
 mod vhost;
 
 pub use agent::{
@@ -31,6 +32,10 @@ pub use tenancy::{
 pub use upstream::{
     CreateUpstream, DEFAULT_FAIL_TIMEOUT, DEFAULT_MAX_FAILS, HealthCheck, LoadBalanceAlgorithm,
     MAX_SERVERS, UpdateUpstream, Upstream, UpstreamServer, UpstreamSpec,
+};
+pub use users::{
+    AddMember, ApiToken, ApiTokenCreated, AuditEntry, CreateApiToken, CreateUser, LogoutRequest,
+    MIN_PASSWORD_LEN, Member, Role, Scope, UpdateMember, User,
 };
 pub use vhost::{
     CreateVirtualHost, Header, Location, LocationModifier, RewriteFlag, RewriteRule, TargetAgents,

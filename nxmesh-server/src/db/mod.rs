@@ -1,0 +1,8 @@
+//! Storage of the reference master: sea-orm entities, migrations, and
+//! [`SeaStore`], which implements the storage traits of `nxmesh-core`.
+
+mod entities;
+mod migration;
+mod store;
+
+pub use store::SeaStore;

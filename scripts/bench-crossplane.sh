@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Parser benchmark against crossplane 0.5.8 on the same file, same run:
+# criterion's mean for `large-config/parse`, then crossplane.parse() timed
+# in-process (best of 3), then the ratio. Needs .venv with crossplane==0.5.8
+# (python3 -m venv .venv && .venv/bin/pip install crossplane==0.5.8).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+FILE=testdata/corpus/go-crossplane/large-config/nginx.conf
+PY=${NXMESH_PYTHON:-.venv/bin/python}
+
+out=$(cargo bench -p nxmesh-core --bench parse -- --warm-up-time 2 --measurement-time 5 'large-config/parse$' 2>&1)
+echo "$out" | grep -E 'large-config/parse|time:|thrpt:'
+# criterion prints `time: [low mean high]` with a unit; convert the mean to seconds.
+ours=$(echo "$out" | awk '/time:/ { v=$5; u=$6; f=(u=="ms")?1e-3:(u=="µs"||u=="us")?1e-6:(u=="ns")?1e-9:1; printf "%.9f", v*f; exit }')
+
+theirs=$("$PY" - "$FILE" <<'PY'
+import sys, time, crossplane
+path = sys.argv[1]
+best = min(
+    (lambda t0: (crossplane.parse(path, single=True, comments=False), time.perf_counter() - t0)[1])(time.perf_counter())
+    for _ in range(3)
+)
+print(f"{best:.6f}")
+PY
+)
+size=$(stat -c %s "$FILE")
+awk -v o="$ours" -v t="$theirs" -v s="$size" 'BEGIN {
+  printf "nxmesh:     %.3f ms  (%.1f MB/s)\n", o*1e3, s/o/1e6;
+  printf "crossplane: %.1f ms  (%.2f MB/s)\n", t*1e3, s/t/1e6;
+  printf "ratio:      %.0fx\n", t/o }'
