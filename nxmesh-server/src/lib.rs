@@ -1,3 +1,17 @@
-//! The NxMesh reference master.
+//! The NxMesh reference master, as a library.
+//!
+//! [`http::app`] is the whole REST API as an axum `Router` over an
+//! [`AppState`], whose storage is any implementation of the core storage
+//! traits ([`db::SeaStore`] is the sea-orm one). [`server`] starts it from a
+//! [`config::Config`], which is what the `nxmesh-server` binary does.
 
+pub mod auth;
+pub mod bootstrap;
+pub mod certs;
 pub mod db;
+pub mod fleet;
+pub mod http;
+pub mod secrets;
+pub mod state;
+
+pub use state::{ApiSettings, AppState};

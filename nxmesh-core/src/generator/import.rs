@@ -221,7 +221,7 @@ impl Cx<'_, '_> {
         ctx: DirectiveContext,
         map: &mut BTreeMap<String, String>,
         item: &str,
-    ) {
+    ) -> bool {
         if !custom_directive_allowed(&d.name, ctx) {
             self.note(
                 d,
@@ -242,7 +242,9 @@ impl Cx<'_, '_> {
             );
         } else {
             map.insert(d.name.clone(), d.args.join(" "));
+            return true;
         }
+        false
     }
 
     fn upstream(&mut self, d: &Dir) -> Option<UpstreamConfig> {
@@ -451,9 +453,11 @@ impl Cx<'_, '_> {
         http2 |= d.find("http2").any(|h| h.arg(0) == "on");
 
         let mut spec = VirtualHostSpec {
+            // The display name is not rendered: the first server name is what
+            // a re-import sees, so it is the imported name.
             name: names
                 .first()
-                .map_or_else(|| format!("imported :{port}"), |n| (*n).to_owned()),
+                .map_or_else(|| "_".to_owned(), |n| (*n).to_owned()),
             server_name: if names.is_empty() {
                 "_".to_owned()
             } else {
@@ -608,6 +612,7 @@ impl Cx<'_, '_> {
             custom_directives: BTreeMap::new(),
         };
         let proxied = d.find("proxy_pass").next().is_some();
+        let mut complete = true;
         for c in d.children() {
             match c.name.as_str() {
                 "proxy_pass" => {
@@ -633,6 +638,7 @@ impl Cx<'_, '_> {
                         "permanent" => Some(RewriteFlag::Permanent),
                         other => {
                             self.note(c, format!("{label} rewrite flag {other}"), "unknown flag");
+                            complete = false;
                             continue;
                         }
                     };
@@ -648,14 +654,17 @@ impl Cx<'_, '_> {
                         && (PROXY_HEADERS.iter().any(|(n, v)| {
                             c.args.len() == 2 && c.arg(0) == *n && c.arg(1) == *v
                         }) || inherited_psh.is_some_and(|p| p == c.args.join(" "))) => {}
-                "location" => self.note(
-                    c,
-                    format!("{label} nested location"),
-                    "nested locations are not supported by the model",
-                ),
+                "location" => {
+                    self.note(
+                        c,
+                        format!("{label} nested location"),
+                        "nested locations are not supported by the model",
+                    );
+                    complete = false;
+                }
                 name => {
                     let item = format!("{label} {name}");
-                    self.custom(
+                    complete &= self.custom(
                         c,
                         DirectiveContext::Location,
                         &mut loc.custom_directives,
@@ -663,6 +672,17 @@ impl Cx<'_, '_> {
                     );
                 }
             }
+        }
+        if !complete {
+            // A location without its handler or access rules would serve
+            // something else (PHP sources instead of FastCGI, files without
+            // authentication): leave it out rather than import it changed.
+            self.note(
+                d,
+                label,
+                "not imported: it has directives the model cannot express (see above)",
+            );
+            return None;
         }
         Some(loc)
     }

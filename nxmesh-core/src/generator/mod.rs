@@ -42,7 +42,7 @@ mod tree;
 mod vars;
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use sha2::{Digest, Sha256};
@@ -96,6 +96,30 @@ const PROXY_HEADERS: &[(&str, &str)] = &[
     ("X-Forwarded-For", "$proxy_add_x_forwarded_for"),
     ("X-Forwarded-Proto", "$scheme"),
     ("Connection", ""),
+];
+
+/// [`PROXY_HEADERS`] as constant statement arguments.
+const PROXY_HEADER_ARGS: [&[Cow<'static, str>]; 5] = [
+    &[
+        Cow::Borrowed(PROXY_HEADERS[0].0),
+        Cow::Borrowed(PROXY_HEADERS[0].1),
+    ],
+    &[
+        Cow::Borrowed(PROXY_HEADERS[1].0),
+        Cow::Borrowed(PROXY_HEADERS[1].1),
+    ],
+    &[
+        Cow::Borrowed(PROXY_HEADERS[2].0),
+        Cow::Borrowed(PROXY_HEADERS[2].1),
+    ],
+    &[
+        Cow::Borrowed(PROXY_HEADERS[3].0),
+        Cow::Borrowed(PROXY_HEADERS[3].1),
+    ],
+    &[
+        Cow::Borrowed(PROXY_HEADERS[4].0),
+        Cow::Borrowed(PROXY_HEADERS[4].1),
+    ],
 ];
 
 /// Custom directives that may appear next to a generated directive of the
@@ -235,6 +259,11 @@ pub fn plan<'a>(
         table,
         errors,
         cert_dir: opts.layout.cert_dir.trim_end_matches('/'),
+        upstream_names: update
+            .upstreams
+            .iter()
+            .map(|u| (u.id, u.spec.name.as_str()))
+            .collect(),
     };
 
     let mut upstreams: Vec<(usize, &UpstreamConfig)> =
@@ -313,6 +342,8 @@ struct Gen<'o> {
     table: Option<DirectiveTable>,
     errors: ValidationErrors,
     cert_dir: &'o str,
+    /// Upstream names by id, for `proxy_pass http://name`.
+    upstream_names: BTreeMap<uuid::Uuid, &'o str>,
 }
 
 /// How `$` is treated in an argument.
@@ -337,7 +368,11 @@ impl<'o> Gen<'o> {
                 Code::InvalidCharacter,
                 "must not contain control characters (CR, LF, NUL, …)",
             );
-        } else if crate::parser::quote(v).len() >= MAX_TOKEN_BYTES {
+        } else if v.len() * 2 + 2 >= MAX_TOKEN_BYTES
+            && crate::parser::quote(v).len() >= MAX_TOKEN_BYTES
+        {
+            // Quoting at most doubles a value (plus two quotes), so only
+            // long values need the exact length.
             self.errors.push(
                 field(),
                 Code::TooLong,
@@ -511,11 +546,8 @@ impl<'o> Gen<'o> {
             Stmt::simple("ssl_session_timeout", vec![c("1d")]),
             Stmt::simple("ssl_session_tickets", vec![c("off")]),
         ];
-        let generated: BTreeSet<&str> = http
-            .iter()
-            .map(|s| s.name)
-            .chain(["server", "include"])
-            .collect();
+        let generated =
+            |n: &str| http.iter().any(|s| s.name == n) || ["server", "include"].contains(&n);
         let mut extra = self.custom(custom, DirectiveContext::Http, &generated, false, &|k| {
             format!("global_settings.nginx_directives.{k}")
         });
@@ -718,11 +750,8 @@ impl<'o> Gen<'o> {
                 vec![c(name), value.clone(), c("always")],
             ));
         }
-        let generated: BTreeSet<&str> = body
-            .iter()
-            .map(|s| s.name)
-            .chain(["location", "add_header"])
-            .collect();
+        let generated =
+            |n: &str| body.iter().any(|s| s.name == n) || ["location", "add_header"].contains(&n);
         let mut extra = self.custom(
             &s.custom_directives,
             DirectiveContext::Server,
@@ -739,7 +768,7 @@ impl<'o> Gen<'o> {
             None => http_custom.get("proxy_set_header").map(String::as_str),
         };
         for (j, l) in s.locations.iter().enumerate() {
-            let loc = self.location(i, j, l, update, &server_headers, inherited_psh);
+            let loc = self.location(i, j, l, &server_headers, inherited_psh);
             body.push(loc);
         }
         Stmt::block("server", vec![], body)
@@ -750,7 +779,6 @@ impl<'o> Gen<'o> {
         i: usize,
         j: usize,
         l: &'a Location,
-        update: &'a ConfigUpdate,
         server_headers: &[(&'static str, Cow<'a, str>)],
         inherited_psh: Option<&'a str>,
     ) -> Stmt<'a> {
@@ -785,10 +813,10 @@ impl<'o> Gen<'o> {
         }
         let mut proxied = false;
         if let Some(up) = l.upstream_id {
-            if let Some(u) = update.upstreams.iter().find(|u| u.id == up) {
+            if let Some(name) = self.upstream_names.get(&up) {
                 body.push(Stmt::simple(
                     "proxy_pass",
-                    vec![Cow::Owned(format!("http://{}", u.spec.name))],
+                    vec![Cow::Owned(format!("http://{name}"))],
                 ));
                 proxied = true;
             }
@@ -824,9 +852,9 @@ impl<'o> Gen<'o> {
             ));
         }
         if proxied {
-            body.push(Stmt::simple("proxy_http_version", vec![c("1.1")]));
-            for (name, value) in PROXY_HEADERS {
-                body.push(Stmt::simple("proxy_set_header", vec![c(name), c(value)]));
+            body.push(Stmt::fixed("proxy_http_version", &[Cow::Borrowed("1.1")]));
+            for args in PROXY_HEADER_ARGS {
+                body.push(Stmt::fixed("proxy_set_header", args));
             }
             if let Some(v) = inherited_psh {
                 if !l.custom_directives.contains_key("proxy_set_header") {
@@ -860,11 +888,8 @@ impl<'o> Gen<'o> {
                 body.push(self.header(&|| f(&format!("custom_headers[{k}]")), h, captures));
             }
         }
-        let generated: BTreeSet<&str> = body
-            .iter()
-            .map(|s| s.name)
-            .chain(["add_header", "location"])
-            .collect();
+        let generated =
+            |n: &str| body.iter().any(|s| s.name == n) || ["location", "add_header"].contains(&n);
         let mut extra = self.custom(
             &l.custom_directives,
             DirectiveContext::Location,
@@ -903,11 +928,14 @@ impl<'o> Gen<'o> {
         &mut self,
         directives: &'a BTreeMap<String, String>,
         ctx: DirectiveContext,
-        generated: &BTreeSet<&str>,
+        generated: &dyn Fn(&str) -> bool,
         captures: bool,
         field: &dyn Fn(&str) -> String,
     ) -> Vec<Stmt<'a>> {
         let mut out = Vec::new();
+        if directives.is_empty() {
+            return out;
+        }
         let ctx_bit = match ctx {
             DirectiveContext::Http => table::CTX_HTTP_MAIN,
             DirectiveContext::Server => table::CTX_HTTP_SRV,
@@ -930,7 +958,7 @@ impl<'o> Gen<'o> {
                 .filter(|a| !a.is_empty())
                 .map(|a| self.arg(&fname, a, Dollar::Variables { captures }))
                 .collect();
-            if generated.contains(static_name) && !REPEATABLE.contains(&static_name) {
+            if generated(static_name) && !REPEATABLE.contains(&static_name) {
                 self.errors.push(
                     fname(),
                     Code::NotAllowed,
@@ -949,14 +977,21 @@ impl<'o> Gen<'o> {
                         ),
                     ),
                     Some(usages) => {
-                        let fits = usages
+                        // A FLAG directive takes `on` or `off` (nginx compares
+                        // case-insensitively).
+                        let flag_ok = args
                             .iter()
-                            .any(|u| u.allowed_in(ctx_bit) && u.check(args.len(), false).is_ok());
+                            .all(|a| a.eq_ignore_ascii_case("on") || a.eq_ignore_ascii_case("off"));
+                        let fits = usages.iter().any(|u| {
+                            u.allowed_in(ctx_bit)
+                                && u.check(args.len(), false).is_ok()
+                                && (u.args & table::FLAG == 0 || flag_ok)
+                        });
                         if !fits {
                             self.errors.push(
                                 fname(),
                                 Code::InvalidFormat,
-                                format!("nginx {} does not accept {static_name} with {} argument(s) here", self.opts.nginx_version, args.len()),
+                                format!("nginx {} does not accept {static_name} with these {} argument(s) here (count, or on/off for a flag)", self.opts.nginx_version, args.len()),
                             );
                         }
                     }
@@ -1028,7 +1063,7 @@ fn policy(name: &str, args: &[Cow<'_, str>], all: &BTreeMap<String, String>) -> 
     }
 }
 
-fn mime_types() -> Vec<Stmt<'static>> {
+fn mime_types<'a>() -> Vec<Stmt<'a>> {
     const TYPES: &[(&str, &[&str])] = &[
         ("text/html", &["html", "htm"]),
         ("text/css", &["css"]),

@@ -18,8 +18,10 @@ pub struct Stmt<'a> {
     /// The directive name; always a generator constant or an allowlisted
     /// custom directive name, never free user text.
     pub name: &'static str,
-    /// The argument values.
-    pub args: Vec<Cow<'a, str>>,
+    /// The argument values (borrowed for the generator's constant
+    /// statements, so that rendering thousands of virtual hosts does not
+    /// allocate them again and again).
+    pub args: Cow<'a, [Cow<'a, str>]>,
     /// The block, for block directives.
     pub block: Option<Vec<Stmt<'a>>>,
 }
@@ -29,7 +31,7 @@ impl<'a> Stmt<'a> {
     pub fn simple(name: &'static str, args: Vec<Cow<'a, str>>) -> Self {
         Stmt {
             name,
-            args,
+            args: Cow::Owned(args),
             block: None,
         }
     }
@@ -38,8 +40,17 @@ impl<'a> Stmt<'a> {
     pub fn block(name: &'static str, args: Vec<Cow<'a, str>>, block: Vec<Stmt<'a>>) -> Self {
         Stmt {
             name,
-            args,
+            args: Cow::Owned(args),
             block: Some(block),
+        }
+    }
+
+    /// A simple directive with constant arguments.
+    pub const fn fixed(name: &'static str, args: &'a [Cow<'a, str>]) -> Self {
+        Stmt {
+            name,
+            args: Cow::Borrowed(args),
+            block: None,
         }
     }
 
@@ -70,7 +81,7 @@ fn write_level(stmts: &[Stmt<'_>], depth: usize, out: &mut String) {
             out.push_str(INDENT);
         }
         out.push_str(s.name);
-        for a in &s.args {
+        for a in s.args.iter() {
             out.push(' ');
             out.push_str(&quote(a));
         }
@@ -128,7 +139,7 @@ fn compare(nodes: &[Node<'_>], intended: &[Stmt<'_>], path: &str) -> Result<(), 
             return Err(format!("{here}: parsed directive {:?}", d.name()));
         }
         let args: Vec<Cow<'_, str>> = d.args.iter().map(parser::Arg::value).collect();
-        if args.len() != s.args.len() || args.iter().zip(&s.args).any(|(a, b)| a != b) {
+        if args.len() != s.args.len() || args.iter().zip(s.args.iter()).any(|(a, b)| a != b) {
             return Err(format!(
                 "{here}: parsed arguments {args:?}, intended {:?}",
                 s.args

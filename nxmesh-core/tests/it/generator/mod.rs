@@ -4,6 +4,7 @@
 
 mod fixtures;
 mod hostile;
+mod import;
 mod refusals;
 pub(crate) mod support;
 

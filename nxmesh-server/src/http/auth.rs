@@ -1,0 +1,171 @@
+//! `/auth`: login, refresh (single-use, rotated, reuse revokes the family),
+//! logout, and API tokens.
+
+use std::net::SocketAddr;
+
+use axum::Extension;
+use axum::extract::{ConnectInfo, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use nxmesh_core::model::{
+    ApiToken, ApiTokenCreated, CreateApiToken, LoginRequest, LogoutRequest, RefreshRequest,
+    TokenResponse,
+};
+use nxmesh_core::storage::{NewApiToken, RefreshUse};
+use nxmesh_core::validate::Validate;
+use uuid::Uuid;
+
+use super::error::{ApiError, ApiResult};
+use super::extract::{ApiJson, Auth, Id, Via};
+use super::middleware::API_TOKEN_PREFIX;
+use crate::auth::{dummy_password_hash, hash_secret, new_secret, verify_password};
+use crate::state::AppState;
+
+/// Prefix of refresh tokens.
+const REFRESH_PREFIX: &str = "nxr_";
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/auth/login", post(login))
+        .route("/auth/refresh", post(refresh))
+        .route("/auth/logout", post(logout))
+        .route("/auth/tokens", get(list_tokens).post(create_token))
+        .route("/auth/tokens/{id}", delete(revoke_token))
+}
+
+/// A new access token and refresh token of `family`.
+async fn session(state: &AppState, user: Uuid, family: Uuid) -> ApiResult<TokenResponse> {
+    let access_token = state.keys.issue(user).map_err(ApiError::internal)?;
+    let refresh_token = new_secret(REFRESH_PREFIX)?;
+    let ttl = chrono::Duration::from_std(state.settings.refresh_ttl).map_err(ApiError::internal)?;
+    state
+        .store
+        .insert_refresh_token(user, family, &hash_secret(&refresh_token), Utc::now() + ttl)
+        .await?;
+    Ok(TokenResponse {
+        access_token,
+        refresh_token,
+        expires_in: u64::try_from(state.keys.access_ttl).unwrap_or(0),
+        token_type: "Bearer".to_owned(),
+    })
+}
+
+async fn login(
+    State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> ApiResult<Json<TokenResponse>> {
+    req.validate()?;
+    let account = format!("login:{}", req.email.to_lowercase());
+    let address = peer.map_or_else(
+        || "login-ip:unknown".to_owned(),
+        |p| format!("login-ip:{}", p.0.0.ip()),
+    );
+    if let Some(wait) = state.logins.blocked(&[&account, &address]) {
+        return Err(ApiError::rate_limited(wait));
+    }
+    let found = state.store.user_by_email(&req.email).await?;
+    // Verify against a dummy hash for unknown accounts, so that timing does
+    // not reveal which emails exist.
+    let hash = found
+        .as_ref()
+        .map_or(dummy_password_hash(), |(_, h)| h.as_str())
+        .to_owned();
+    let password = req.password.clone();
+    let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+        .await
+        .map_err(ApiError::internal)?;
+    let Some((user, _)) = found.filter(|_| ok) else {
+        state.logins.failed(&[&account, &address]);
+        return Err(ApiError::unauthorized("invalid email or password"));
+    };
+    state.logins.succeeded(&account);
+    Ok(Json(session(&state, user.id, Uuid::new_v4()).await?))
+}
+
+async fn refresh(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<RefreshRequest>,
+) -> ApiResult<Json<TokenResponse>> {
+    match state
+        .store
+        .use_refresh_token(&hash_secret(&req.refresh_token), Utc::now())
+        .await?
+    {
+        RefreshUse::Valid { user_id, family_id } => {
+            if state.store.get_user(user_id).await?.is_none() {
+                return Err(ApiError::unauthorized("the user no longer exists"));
+            }
+            Ok(Json(session(&state, user_id, family_id).await?))
+        }
+        RefreshUse::Reused { family_id } => {
+            tracing::warn!(%family_id, "refresh token reused; session family revoked");
+            Err(ApiError::unauthorized(
+                "refresh token already used; the session has been revoked",
+            ))
+        }
+        RefreshUse::Invalid => Err(ApiError::unauthorized("invalid or expired refresh token")),
+    }
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<LogoutRequest>,
+) -> ApiResult<StatusCode> {
+    let family = state
+        .store
+        .refresh_family(&hash_secret(&req.refresh_token))
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("invalid refresh token"))?;
+    state.store.revoke_refresh_family(family).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_tokens(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<Vec<ApiToken>>> {
+    Ok(Json(state.store.list_api_tokens(auth.user_id()).await?))
+}
+
+async fn create_token(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiJson(req): ApiJson<CreateApiToken>,
+) -> ApiResult<(StatusCode, Json<ApiTokenCreated>)> {
+    if auth.0.via != Via::Session {
+        return Err(ApiError::forbidden(
+            "API tokens are created from a login session, not with another API token",
+        ));
+    }
+    req.validate()?;
+    let token = new_secret(API_TOKEN_PREFIX)?;
+    let expires_at = req
+        .expires_in_days
+        .map(|d| Utc::now() + chrono::Duration::days(i64::from(d)));
+    let mut scopes = req.scopes.clone();
+    scopes.sort();
+    scopes.dedup();
+    let api_token = state
+        .store
+        .create_api_token(&NewApiToken {
+            user_id: auth.user_id(),
+            name: req.name.clone(),
+            scopes,
+            token_hash: hash_secret(&token),
+            expires_at,
+        })
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(ApiTokenCreated { token, api_token }),
+    ))
+}
+
+async fn revoke_token(
+    State(state): State<AppState>,
+    auth: Auth,
+    Id(id): Id,
+) -> ApiResult<StatusCode> {
+    state.store.revoke_api_token(auth.user_id(), id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,127 @@
+//! Certificates: `/workspaces/{id}/certificates` and `/certificates/{id}`.
+//! `letsencrypt` requests start `pending` (ACME issuance runs elsewhere),
+//! `self_signed` are issued at once, `custom` uploads are checked. Private
+//! keys are sealed before they are stored and never returned.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use nxmesh_core::error::ValidationErrors;
+use nxmesh_core::model::{
+    Certificate, CertificateProvider, CertificateStatus, CreateCertificate, Role,
+};
+use nxmesh_core::pagination::{Page, PageParams};
+use nxmesh_core::storage::NewCertificate;
+use nxmesh_core::validate::Validate;
+
+use super::error::{ApiError, ApiResult};
+use super::extract::{ApiJson, ApiQuery, Auth, EDIT, Id};
+use crate::certs;
+use crate::state::AppState;
+
+/// Lifetime of self-signed certificates, in days.
+const SELF_SIGNED_DAYS: i64 = 365;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/workspaces/{id}/certificates", get(list).post(create))
+        .route("/certificates/{id}", get(read).delete(remove))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    auth: Auth,
+    Id(ws): Id,
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> ApiResult<Json<Page<Certificate>>> {
+    state.workspace(&auth, ws, Role::Viewer).await?;
+    page.validate().map_err(ValidationErrors::from)?;
+    Ok(Json(state.store.list_certificates(ws, page).await?))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    auth: Auth,
+    Id(ws): Id,
+    ApiJson(req): ApiJson<CreateCertificate>,
+) -> ApiResult<(StatusCode, Json<Certificate>)> {
+    let workspace = state.workspace(&auth, ws, EDIT).await?;
+    req.validate()?;
+    let is_wildcard = req.is_wildcard();
+    let domain = req.domain.trim_start_matches("*.").to_owned();
+    let issued = match req.provider {
+        CertificateProvider::Letsencrypt => None,
+        CertificateProvider::SelfSigned => {
+            let name = req.domain.clone();
+            let c =
+                tokio::task::spawn_blocking(move || certs::self_signed(&name, SELF_SIGNED_DAYS))
+                    .await
+                    .map_err(ApiError::internal)?
+                    .map_err(ApiError::internal)?;
+            Some(c)
+        }
+        CertificateProvider::Custom => {
+            let (Some(cert), Some(key)) = (&req.certificate_pem, &req.private_key_pem) else {
+                return Err(ApiError::bad_request(
+                    "a custom certificate needs certificate_pem and private_key_pem",
+                ));
+            };
+            Some(certs::check_custom(cert, key, &req.domain)?)
+        }
+    };
+    let new = match issued {
+        None => NewCertificate {
+            workspace_id: ws,
+            domain,
+            is_wildcard,
+            provider: req.provider,
+            status: CertificateStatus::Pending,
+            auto_renew: req.auto_renew,
+            certificate_pem: None,
+            encrypted_private_key: None,
+            issued_at: None,
+            expires_at: None,
+        },
+        Some(c) => NewCertificate {
+            workspace_id: ws,
+            domain,
+            is_wildcard,
+            provider: req.provider,
+            status: CertificateStatus::Active,
+            // Nothing renews an uploaded or self-signed certificate by itself.
+            auto_renew: false,
+            encrypted_private_key: Some(state.secrets.seal(c.private_key_pem.as_bytes())?),
+            certificate_pem: Some(c.certificate_pem),
+            issued_at: Some(c.issued_at),
+            expires_at: Some(c.expires_at),
+        },
+    };
+    let cert = state.store.create_certificate(&new).await?;
+    state
+        .audit(
+            &auth,
+            workspace.organization_id,
+            "certificate.create",
+            Some(cert.id),
+        )
+        .await;
+    Ok((StatusCode::CREATED, Json(cert)))
+}
+
+async fn read(
+    State(state): State<AppState>,
+    auth: Auth,
+    Id(id): Id,
+) -> ApiResult<Json<Certificate>> {
+    Ok(Json(state.certificate(&auth, id, Role::Viewer).await?.0))
+}
+
+async fn remove(State(state): State<AppState>, auth: Auth, Id(id): Id) -> ApiResult<StatusCode> {
+    let (_, ws) = state.certificate(&auth, id, EDIT).await?;
+    state.store.delete_certificate(id).await?;
+    state
+        .audit(&auth, ws.organization_id, "certificate.delete", Some(id))
+        .await;
+    Ok(StatusCode::NO_CONTENT)
+}

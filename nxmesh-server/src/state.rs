@@ -1,0 +1,83 @@
+//! The state every handler reaches through axum's `State`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use nxmesh_core::storage::Storage;
+
+use crate::auth::TokenKeys;
+use crate::fleet::Fleet;
+use crate::http::limits::{LoginThrottle, RateLimiter};
+use crate::secrets::SecretBox;
+
+/// Tunables of the API, with the specification's defaults.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// Requests per principal per minute (the specification: 1000).
+    pub rate_limit_per_minute: u32,
+    /// Refresh-token lifetime.
+    pub refresh_ttl: Duration,
+    /// Failed logins per account (and per address) per 15 minutes before
+    /// further attempts are refused.
+    pub login_failures_allowed: u32,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// How long `POST /agents/{id}/reload` waits for the agent.
+    pub command_timeout: Duration,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings {
+            rate_limit_per_minute: 1000,
+            refresh_ttl: Duration::from_secs(30 * 24 * 3600),
+            login_failures_allowed: 10,
+            max_body_bytes: 1024 * 1024,
+            command_timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+/// Shared state: storage (any implementation of the core traits), keys,
+/// the connected fleet, limits.
+#[derive(Clone)]
+pub struct AppState {
+    /// Where everything is stored.
+    pub store: Arc<dyn Storage>,
+    /// Access-token keys.
+    pub keys: Arc<TokenKeys>,
+    /// Encryption of private keys at rest.
+    pub secrets: Arc<SecretBox>,
+    /// Agents connected to this master.
+    pub fleet: Arc<Fleet>,
+    /// Tunables.
+    pub settings: Arc<ApiSettings>,
+    pub(crate) rate: Arc<RateLimiter>,
+    pub(crate) logins: Arc<LoginThrottle>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// State over `store` with the given keys and settings.
+    pub fn new(
+        store: Arc<dyn Storage>,
+        keys: TokenKeys,
+        secrets: SecretBox,
+        settings: ApiSettings,
+    ) -> AppState {
+        AppState {
+            store,
+            keys: Arc::new(keys),
+            secrets: Arc::new(secrets),
+            fleet: Arc::new(Fleet::default()),
+            rate: Arc::new(RateLimiter::new(settings.rate_limit_per_minute)),
+            logins: Arc::new(LoginThrottle::new(settings.login_failures_allowed)),
+            settings: Arc::new(settings),
+        }
+    }
+}
