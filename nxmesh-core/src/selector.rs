@@ -260,7 +260,8 @@ impl Parser<'_> {
         match op.as_str() {
             "in" => Ok(Requirement::In(key, self.set()?)),
             "notin" => Ok(Requirement::NotIn(key, self.set()?)),
-            "" => Ok(Requirement::Exists(key)),
+            "" if self.at_end() || self.peek() == Some(',') => Ok(Requirement::Exists(key)),
+            "" => self.err("expected '=', '==', '!=', 'in' or 'notin' after the key"),
             _ => {
                 self.pos = save;
                 self.err(format!(

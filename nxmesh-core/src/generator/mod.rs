@@ -274,8 +274,9 @@ pub fn plan<'a>(
     vhosts.sort_by_key(|(_, v)| v.id);
 
     let managed = opts.layout.managed_dir.trim_end_matches('/');
-    let mut files = Vec::new();
-    let mut includes = Vec::new();
+    let n_files = 1 + upstreams.len() + vhosts.len() + 2 * update.certificates.len();
+    let mut files = Vec::with_capacity(n_files);
+    let mut includes = Vec::with_capacity(upstreams.len() + vhosts.len());
 
     let mut names = BTreeMap::new();
     for (i, u) in &upstreams {
@@ -792,7 +793,7 @@ impl<'o> Gen<'o> {
         // Captures exist after a regex location matched or a rewrite ran.
         let captures = l.modifier.is_some_and(|m| m.is_regex()) || !l.rewrite_rules.is_empty();
 
-        let mut body = Vec::new();
+        let mut body = Vec::with_capacity(16);
         for (k, r) in l.rewrite_rules.iter().enumerate() {
             let mut a = vec![
                 self.arg(

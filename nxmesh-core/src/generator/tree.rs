@@ -83,7 +83,11 @@ fn write_level(stmts: &[Stmt<'_>], depth: usize, out: &mut String) {
         out.push_str(s.name);
         for a in s.args.iter() {
             out.push(' ');
-            out.push_str(&quote(a));
+            if is_plain(a) {
+                out.push_str(a);
+            } else {
+                out.push_str(&quote(a));
+            }
         }
         match &s.block {
             None => out.push_str(";\n"),
@@ -97,6 +101,14 @@ fn write_level(stmts: &[Stmt<'_>], depth: usize, out: &mut String) {
             }
         }
     }
+}
+
+/// Whether `a` is written bare by [`quote`] anyway: a fast path for the
+/// common words (host names, paths, numbers, variables), which never need
+/// quoting. Anything else goes through `quote`.
+fn is_plain(a: &str) -> bool {
+    !a.is_empty()
+        && a.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'/' | b':' | b'-' | b'=' | b'$' | b'*' | b'@'))
 }
 
 /// Where the parsed text differs from the intended tree.
