@@ -176,11 +176,11 @@ fn content_id(kind: &str, content: &str) -> Uuid {
 fn generated_http_names(opts: &RenderOptions) -> BTreeSet<&'static str> {
     let empty = ConfigUpdate::default();
     let mut names = BTreeSet::new();
-    if let Ok(p) = plan(&empty, opts) {
-        if let Some(PlannedContent::Config(main)) = p.files.first().map(|f| &f.content) {
-            for s in main.iter().filter(|s| s.name == "http") {
-                names.extend(s.block.iter().flatten().map(|s| s.name));
-            }
+    if let Ok(p) = plan(&empty, opts)
+        && let Some(PlannedContent::Config(main)) = p.files.first().map(|f| &f.content)
+    {
+        for s in main.iter().filter(|s| s.name == "http") {
+            names.extend(s.block.iter().flatten().map(|s| s.name));
         }
     }
     names.insert("include");
@@ -815,10 +815,10 @@ fn make_renderable(imp: &mut Imported, opts: &RenderOptions) {
         }
         let u = &mut imp.update;
         for &(i, j) in drop_locations.iter().rev() {
-            if let Some(vh) = u.virtual_hosts.get_mut(i) {
-                if j < vh.spec.locations.len() {
-                    vh.spec.locations.remove(j);
-                }
+            if let Some(vh) = u.virtual_hosts.get_mut(i)
+                && j < vh.spec.locations.len()
+            {
+                vh.spec.locations.remove(j);
             }
         }
         for &i in drop_upstreams.iter().rev() {

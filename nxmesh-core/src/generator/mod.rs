@@ -240,7 +240,18 @@ pub fn checksum(files: &[RenderedFile]) -> String {
 /// generator's own checks, then the text. Refuses with every field error
 /// found; never emits part of a configuration.
 pub fn render(update: &ConfigUpdate, opts: &RenderOptions) -> Result<Rendered, ValidationErrors> {
-    plan(update, opts).map(|p| p.render())
+    // Each file's tree becomes text as soon as it is built, so the trees of
+    // thousands of virtual hosts are never all alive at once.
+    let mut files = Vec::with_capacity(file_count(update));
+    build(update, opts, &mut |f: PlannedFile<'_>| {
+        files.push(RenderedFile {
+            bytes: file_text(&f.content).into_bytes(),
+            path: f.path,
+        });
+    })?;
+    files.sort_by(|a, b| file_order(&a.path, &b.path));
+    let checksum = checksum(&files);
+    Ok(Rendered { files, checksum })
 }
 
 /// Builds the plan of `update` (see [`render`]).
@@ -248,6 +259,28 @@ pub fn plan<'a>(
     update: &'a ConfigUpdate,
     opts: &RenderOptions,
 ) -> Result<Plan<'a>, ValidationErrors> {
+    let mut files = Vec::with_capacity(file_count(update));
+    build(update, opts, &mut |f| files.push(f))?;
+    files.sort_by(|a, b| file_order(&a.path, &b.path));
+    Ok(Plan { files })
+}
+
+fn file_count(update: &ConfigUpdate) -> usize {
+    1 + update.upstreams.len() + update.virtual_hosts.len() + 2 * update.certificates.len()
+}
+
+/// `nginx.conf` first, then by path.
+fn file_order(a: &str, b: &str) -> std::cmp::Ordering {
+    (a != "nginx.conf", a).cmp(&(b != "nginx.conf", b))
+}
+
+/// Validates and builds every file, handing each to `emit` as soon as it is
+/// complete (in no particular order). Any error refuses the whole tree.
+fn build<'a>(
+    update: &'a ConfigUpdate,
+    opts: &RenderOptions,
+    emit: &mut dyn FnMut(PlannedFile<'a>),
+) -> Result<(), ValidationErrors> {
     let mut errors = match update.validate() {
         Ok(()) => ValidationErrors::default(),
         Err(e) => e,
@@ -274,8 +307,6 @@ pub fn plan<'a>(
     vhosts.sort_by_key(|(_, v)| v.id);
 
     let managed = opts.layout.managed_dir.trim_end_matches('/');
-    let n_files = 1 + upstreams.len() + vhosts.len() + 2 * update.certificates.len();
-    let mut files = Vec::with_capacity(n_files);
     let mut includes = Vec::with_capacity(upstreams.len() + vhosts.len());
 
     let mut names = BTreeMap::new();
@@ -289,7 +320,7 @@ pub fn plan<'a>(
         }
         let path = format!("{managed}/upstreams/{}.conf", u.id);
         includes.push(Stmt::simple("include", vec![Cow::Owned(path.clone())]));
-        files.push(PlannedFile {
+        emit(PlannedFile {
             path,
             content: PlannedContent::Config(vec![g.upstream(*i, u)]),
         });
@@ -301,33 +332,29 @@ pub fn plan<'a>(
         let server = g.server(*i, vh, update, http_custom, &ports);
         let path = format!("{managed}/servers/{}.conf", vh.id);
         includes.push(Stmt::simple("include", vec![Cow::Owned(path.clone())]));
-        files.push(PlannedFile {
+        emit(PlannedFile {
             path,
             content: PlannedContent::Config(vec![server]),
         });
     }
 
     for cert in update.certificates.values() {
-        files.push(PlannedFile {
+        emit(PlannedFile {
             path: format!("{}/{}.crt", g.cert_dir, cert.id),
             content: PlannedContent::Pem(&cert.certificate_pem),
         });
-        files.push(PlannedFile {
+        emit(PlannedFile {
             path: format!("{}/{}.key", g.cert_dir, cert.id),
             content: PlannedContent::Pem(&cert.private_key_pem),
         });
     }
 
     let main = g.main_conf(http_custom, &ports, includes);
-    files.sort_by(|a, b| a.path.cmp(&b.path));
-    files.insert(
-        0,
-        PlannedFile {
-            path: "nginx.conf".to_owned(),
-            content: PlannedContent::Config(main),
-        },
-    );
-    g.errors.into_result().map(|()| Plan { files })
+    emit(PlannedFile {
+        path: "nginx.conf".to_owned(),
+        content: PlannedContent::Config(main),
+    });
+    g.errors.into_result()
 }
 
 /// What the virtual hosts on one port share.
@@ -391,10 +418,10 @@ impl<'o> Gen<'o> {
                 }
                 Dollar::Refused => {}
                 Dollar::Variables { captures } => {
-                    if v.contains('$') {
-                        if let Err(msg) = vars::check(v, captures) {
-                            self.errors.push(field(), Code::InvalidCharacter, msg);
-                        }
+                    if v.contains('$')
+                        && let Err(msg) = vars::check(v, captures)
+                    {
+                        self.errors.push(field(), Code::InvalidCharacter, msg);
                     }
                 }
             }
@@ -725,17 +752,17 @@ impl<'o> Gen<'o> {
         // levels that define none.
         let mut server_headers: Vec<(&'static str, Cow<'a, str>)> = Vec::new();
         if s.ssl_enabled {
-            if let Some(cert) = s.ssl_certificate_id {
-                if update.certificates.contains_key(&cert.to_string()) {
-                    body.push(Stmt::simple(
-                        "ssl_certificate",
-                        vec![Cow::Owned(format!("{}/{cert}.crt", self.cert_dir))],
-                    ));
-                    body.push(Stmt::simple(
-                        "ssl_certificate_key",
-                        vec![Cow::Owned(format!("{}/{cert}.key", self.cert_dir))],
-                    ));
-                }
+            if let Some(cert) = s.ssl_certificate_id
+                && update.certificates.contains_key(&cert.to_string())
+            {
+                body.push(Stmt::simple(
+                    "ssl_certificate",
+                    vec![Cow::Owned(format!("{}/{cert}.crt", self.cert_dir))],
+                ));
+                body.push(Stmt::simple(
+                    "ssl_certificate_key",
+                    vec![Cow::Owned(format!("{}/{cert}.key", self.cert_dir))],
+                ));
             }
             server_headers.push(("Strict-Transport-Security", c(HSTS_VALUE)));
         }
@@ -857,11 +884,11 @@ impl<'o> Gen<'o> {
             for args in PROXY_HEADER_ARGS {
                 body.push(Stmt::fixed("proxy_set_header", args));
             }
-            if let Some(v) = inherited_psh {
-                if !l.custom_directives.contains_key("proxy_set_header") {
-                    // Already checked where it was defined.
-                    body.push(Stmt::simple("proxy_set_header", split_args(v)));
-                }
+            if let Some(v) = inherited_psh
+                && !l.custom_directives.contains_key("proxy_set_header")
+            {
+                // Already checked where it was defined.
+                body.push(Stmt::simple("proxy_set_header", split_args(v)));
             }
         }
         if let Some(index) = &l.index {

@@ -108,7 +108,13 @@ fn write_level(stmts: &[Stmt<'_>], depth: usize, out: &mut String) {
 /// quoting. Anything else goes through `quote`.
 fn is_plain(a: &str) -> bool {
     !a.is_empty()
-        && a.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'/' | b':' | b'-' | b'=' | b'$' | b'*' | b'@'))
+        && a.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'.' | b'_' | b'/' | b':' | b'-' | b'=' | b'$' | b'*' | b'@'
+                )
+        })
 }
 
 /// Where the parsed text differs from the intended tree.

@@ -69,30 +69,30 @@ fn walk<'t>(
                 .any(|x| x.name == "add_header_inherit" && x.arg(0) == "merge");
             let mut effective = parent_headers.map(<[String]>::to_vec);
             if headers_level && !own.is_empty() {
-                if let Some(parent) = parent_headers {
-                    if !merge {
-                        let dropped: Vec<&String> =
-                            parent.iter().filter(|h| !own.contains(h)).collect();
-                        if !dropped.is_empty() {
-                            let security = dropped
-                                .iter()
-                                .any(|h| SECURITY_HEADERS.contains(&h.as_str()));
-                            let names: Vec<&str> = dropped.iter().map(|s| s.as_str()).collect();
-                            push(
-                                out,
-                                "add_header_redefinition",
-                                if security {
-                                    Severity::Medium
-                                } else {
-                                    Severity::Low
-                                },
-                                format!(
-                                    "add_header here drops the parent level's headers ({}); repeat them in this block",
-                                    names.join(", ")
-                                ),
-                                d,
-                            );
-                        }
+                if let Some(parent) = parent_headers
+                    && !merge
+                {
+                    let dropped: Vec<&String> =
+                        parent.iter().filter(|h| !own.contains(h)).collect();
+                    if !dropped.is_empty() {
+                        let security = dropped
+                            .iter()
+                            .any(|h| SECURITY_HEADERS.contains(&h.as_str()));
+                        let names: Vec<&str> = dropped.iter().map(|s| s.as_str()).collect();
+                        push(
+                            out,
+                            "add_header_redefinition",
+                            if security {
+                                Severity::Medium
+                            } else {
+                                Severity::Low
+                            },
+                            format!(
+                                "add_header here drops the parent level's headers ({}); repeat them in this block",
+                                names.join(", ")
+                            ),
+                            d,
+                        );
                     }
                 }
                 let mut e = if merge {
@@ -221,10 +221,10 @@ fn directive(d: &Dir, stack: &[&Dir], out: &mut Vec<Raw>) {
             }
         }
         "stub_status" => status_page(d, stack, out),
-        "if" => {
+        "if"
             // Only the rewrite module's directives are safe inside `if` in
             // a location.
-            if stack.last().is_some_and(|p| p.name == "location") {
+            if stack.last().is_some_and(|p| p.name == "location") => {
                 for child in d.children() {
                     if !matches!(child.name.as_str(), "return" | "rewrite" | "set" | "break") {
                         push(
@@ -240,7 +240,6 @@ fn directive(d: &Dir, stack: &[&Dir], out: &mut Vec<Raw>) {
                     }
                 }
             }
-        }
         _ => {}
     }
 }
@@ -288,19 +287,19 @@ fn splitting(d: &Dir, value: &str, stack: &[&Dir], out: &mut Vec<Raw>) {
             matches!(m, "~" | "~*").then(|| p.to_owned())
         })
     };
-    if let Some(re) = regex {
-        if negated_class_admits_newline(&re) {
-            push(
-                out,
-                "http_splitting",
-                Severity::High,
-                format!(
-                    "a capture of {re:?} can contain CR/LF (negated class) and reaches {}",
-                    d.name
-                ),
-                d,
-            );
-        }
+    if let Some(re) = regex
+        && negated_class_admits_newline(&re)
+    {
+        push(
+            out,
+            "http_splitting",
+            Severity::High,
+            format!(
+                "a capture of {re:?} can contain CR/LF (negated class) and reaches {}",
+                d.name
+            ),
+            d,
+        );
     }
 }
 

@@ -88,13 +88,13 @@ impl<'a> Arg<'a> {
 /// Unescapes `text` with nginx's rules (see [`Arg::value`]).
 pub fn unescape(text: &str) -> Cow<'_, str> {
     let bytes = text.as_bytes();
-    let Some(first) = bytes.iter().position(|&b| b == b'\\') else {
+    let Some(first) = memchr::memchr(b'\\', bytes) else {
         return Cow::Borrowed(text);
     };
     let mut out = String::with_capacity(text.len());
     out.push_str(&text[..first]);
     let mut rest = &text[first..];
-    while let Some(i) = rest.find('\\') {
+    while let Some(i) = memchr::memchr(b'\\', rest.as_bytes()) {
         out.push_str(&rest[..i]);
         let after = &rest[i + 1..];
         let (replacement, skip) = match after.as_bytes().first() {

@@ -11,9 +11,67 @@ const INDENT: &str = "    ";
 
 /// Formats a list of top-level nodes (a file) as nginx text.
 pub fn format(nodes: &[Node<'_>]) -> String {
-    let mut out = String::new();
+    // Sizing the output first costs a walk of the tree but saves the
+    // reallocations of a growing string, whose old and new buffers would
+    // both be live at the peak (the output is about the input's size).
+    let len = block_len(nodes, 0);
+    let mut out = String::with_capacity(len);
     block(nodes, 0, &mut out);
+    debug_assert_eq!(out.len(), len, "format size estimate");
     out
+}
+
+/// The length of `block(nodes, depth)`'s output.
+fn block_len(nodes: &[Node<'_>], depth: usize) -> usize {
+    nodes
+        .iter()
+        .map(|node| {
+            depth * INDENT.len()
+                + match node {
+                    Node::Comment(c) => c.text.len() + 2,
+                    Node::Directive(d) => directive_len(d, depth),
+                }
+        })
+        .sum()
+}
+
+/// The length of `directive(d, depth)`'s output.
+fn directive_len(d: &Directive<'_>, depth: usize) -> usize {
+    // Each word but the first is preceded by a space or starts a fresh
+    // line; each comment is ` #text\n` plus the next line's indent.
+    let words = std::iter::once(&d.name).chain(&d.args);
+    let mut len: usize = words
+        .filter(|w| w.kind != ArgKind::Lua)
+        .map(|w| w.raw.len() + 1)
+        .sum::<usize>()
+        - 1;
+    len += d
+        .comments
+        .iter()
+        .map(|c| c.text.len() + 3 + (depth + 1) * INDENT.len())
+        .sum::<usize>();
+    // Comments before a word replace its space with the line break.
+    let words = d.args.iter().filter(|w| w.kind != ArgKind::Lua);
+    let mut comments = d.comments.iter().peekable();
+    for word in words {
+        let mut before = false;
+        while comments
+            .next_if(|c| c.span.start < word.span.start)
+            .is_some()
+        {
+            before = true;
+        }
+        if before {
+            len -= 1;
+        }
+    }
+    if let Some(lua) = d.args.last().filter(|a| a.kind == ArgKind::Lua) {
+        len + 2 + lua.raw.len() + 2
+    } else if let Some(nodes) = &d.block {
+        len + 3 + block_len(nodes, depth + 1) + depth * INDENT.len() + 2
+    } else {
+        len + 2
+    }
 }
 
 fn indent(depth: usize, out: &mut String) {

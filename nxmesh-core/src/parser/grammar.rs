@@ -4,11 +4,12 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use super::ast::{Arg, Comment, Directive, Node};
 use super::lexer::{LexError, Lexer, Tok};
 use super::source::{Source, has_magic};
-use super::table::{self, DirectiveTable, FLAG, Mismatch};
+use super::table::{self, DirectiveTable, FLAG, Mismatch, Usage};
 
 /// How to parse.
 #[derive(Clone, Debug)]
@@ -175,12 +176,50 @@ struct Registry<'s> {
     index: HashMap<String, usize>,
 }
 
-/// The words and comments of one statement.
-struct Words<'a> {
-    name: Arg<'a>,
-    args: Vec<Arg<'a>>,
-    comments: Vec<Comment<'a>>,
+/// FxHash (rustc's hasher) for the directive-name cache: a multiply and a
+/// rotate per 8 bytes, where SipHash costs more than the table's binary
+/// search it replaces. It is not collision-resistant, so the cache is
+/// bounded by [`NAME_CACHE_MAX`].
+#[derive(Default, Clone, Copy)]
+struct FxHasher(u64);
+
+impl FxHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
 }
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u8(&mut self, byte: u8) {
+        self.add(u64::from(byte));
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// At most this many distinct names are cached: real configurations use a
+/// few hundred, and the bound keeps crafted input (many colliding names)
+/// from making lookups slow.
+const NAME_CACHE_MAX: usize = 1024;
+
+type NameCache<'a> = HashMap<&'a str, Option<&'static [Usage]>, BuildHasherDefault<FxHasher>>;
 
 struct FileParser<'a, 'c, 's> {
     lx: Lexer<'a>,
@@ -189,6 +228,16 @@ struct FileParser<'a, 'c, 's> {
     me: usize,
     errors: Vec<ParseError>,
     registry: Option<&'c mut Registry<'s>>,
+    /// The entries of the open blocks, innermost last: a block's entries
+    /// are moved into a `Vec` of exactly their number when it closes, so
+    /// the tree holds no spare capacity and no vector grows per block.
+    nodes: Vec<Node<'a>>,
+    /// The arguments of the statement being read.
+    args: Vec<Arg<'a>>,
+    /// The comments inside the statement being read.
+    comments: Vec<Comment<'a>>,
+    /// Directive table lookups by name.
+    names: NameCache<'a>,
 }
 
 impl<'a> FileParser<'a, '_, '_> {
@@ -224,39 +273,39 @@ impl<'a> FileParser<'a, '_, '_> {
     }
 
     fn block(&mut self, ctx: Ctx, nested: bool) -> Result<Vec<Node<'a>>, ParseError> {
-        let mut nodes = Vec::new();
-        let mut name: Option<Arg<'a>> = None;
-        let mut args = Vec::new();
-        let mut comments = Vec::new();
+        let base = self.nodes.len();
+        // The statement's name, and whether it has a backslash.
+        let mut name: Option<(Arg<'a>, bool)> = None;
         loop {
             let tok = self.lx.next_tok().map_err(|e| self.syntax(e))?;
-            let open = matches!(tok, Tok::Open(_));
             match tok {
-                Tok::Comment(c) => {
+                Tok::Word(word, escaped) => {
                     if name.is_none() {
-                        nodes.push(Node::Comment(c));
+                        name = Some((word, escaped));
                     } else {
-                        comments.push(c);
+                        self.args.push(word);
                     }
                 }
-                Tok::Word(word) => {
+                Tok::Comment(c) => {
                     if name.is_none() {
-                        name = Some(word);
+                        self.nodes.push(Node::Comment(c));
                     } else {
-                        args.push(word);
+                        self.comments.push(c);
                     }
                 }
                 Tok::Semi(line) | Tok::Open(line) => {
-                    let Some(n) = name.take() else {
+                    let open = matches!(tok, Tok::Open(_));
+                    let Some((n, escaped)) = name.take() else {
                         let c = if open { "{" } else { ";" };
                         return Err(self.fatal(&format!("unexpected \"{c}\""), line));
                     };
-                    let words = Words {
-                        name: n,
-                        args: std::mem::take(&mut args),
-                        comments: std::mem::take(&mut comments),
+                    // Most names have no backslash: skip `unescape`'s scan.
+                    let value = if escaped {
+                        n.value()
+                    } else {
+                        Cow::Borrowed(n.inner())
                     };
-                    self.statement(words, open, ctx, &mut nodes)?;
+                    self.statement(n, value, open, ctx)?;
                 }
                 Tok::Close(line) => {
                     if !nested {
@@ -268,9 +317,11 @@ impl<'a> FileParser<'a, '_, '_> {
                         if !self.opts.recover {
                             return Err(self.fatal("unexpected \"}\"", line));
                         }
+                        self.args.clear();
+                        self.comments.clear();
                         self.error(ErrorKind::Syntax, "unexpected \"}\"".to_owned(), line)?;
                     }
-                    return Ok(nodes);
+                    return Ok(take_from(&mut self.nodes, base));
                 }
                 Tok::Eof(line) => {
                     if name.is_some() {
@@ -281,57 +332,71 @@ impl<'a> FileParser<'a, '_, '_> {
                     if nested {
                         return Err(self.fatal(r#"unexpected end of file, expecting "}""#, line));
                     }
-                    return Ok(nodes);
+                    return Ok(take_from(&mut self.nodes, base));
                 }
             }
         }
     }
 
+    /// Skips the block of a dropped statement.
+    fn skip_block(&mut self) -> Result<(), ParseError> {
+        let base = self.nodes.len();
+        self.block(Ctx::Other, true)?;
+        debug_assert_eq!(self.nodes.len(), base);
+        Ok(())
+    }
+
+    /// Handles a statement whose name is `name` (`value` as nginx sees it),
+    /// whose arguments and comments are in `self.args` and `self.comments`,
+    /// and which ended with `{` (`open`) or `;`.
     fn statement(
         &mut self,
-        words: Words<'a>,
+        name: Arg<'a>,
+        value: Cow<'a, str>,
         open: bool,
         ctx: Ctx,
-        nodes: &mut Vec<Node<'a>>,
     ) -> Result<(), ParseError> {
-        let Words {
-            name,
-            mut args,
-            comments,
-        } = words;
-        let value = name.value();
         let line = name.span.line;
         let lua = open && table::is_lua_block(&value);
         if lua {
             let body = self.lx.lua_block().map_err(|e| self.syntax(e))?;
-            args.push(body);
+            self.args.push(body);
         }
         let has_block = open && !lua;
-        if self.opts.ignore.iter().any(|i| *i == value) {
+        if !self.opts.ignore.is_empty() && self.opts.ignore.iter().any(|i| *i == value) {
+            self.args.clear();
+            self.comments.clear();
             if has_block {
-                self.block(Ctx::Other, true)?;
+                self.skip_block()?;
             }
             return Ok(());
         }
-        let nargs = args.len() - usize::from(lua);
-        if let Err(message) = self.analyze(&value, &args[..nargs], open, ctx) {
+        let nargs = self.args.len() - usize::from(lua);
+        if let Err(message) = self.analyze(&value, nargs, open, ctx) {
+            self.args.clear();
+            self.comments.clear();
             self.error(ErrorKind::Directive, message, line)?;
             if has_block {
-                self.block(Ctx::Other, true)?;
+                self.skip_block()?;
             }
             return Ok(());
         }
-        let includes = if value == "include" && args.len() == 1 {
-            self.include(&args[0].value(), line, ctx)?
+        let includes = if value == "include" && self.args.len() == 1 {
+            let pattern = self.args[0].value();
+            self.include(&pattern, line, ctx)?
         } else {
             Vec::new()
         };
+        // Exact-size copies; the scratch vectors keep their capacity for the
+        // next statement.
+        let args = take_from(&mut self.args, 0);
+        let comments = take_from(&mut self.comments, 0);
         let block = if has_block {
             Some(self.block(child_ctx(ctx, &value), true)?)
         } else {
             None
         };
-        nodes.push(Node::Directive(Directive {
+        self.nodes.push(Node::Directive(Directive {
             name,
             args,
             block,
@@ -341,7 +406,29 @@ impl<'a> FileParser<'a, '_, '_> {
         Ok(())
     }
 
-    fn analyze(&self, name: &str, args: &[Arg<'a>], open: bool, ctx: Ctx) -> Result<(), String> {
+    /// The table's registrations of directive `name`, cached by name.
+    fn lookup(&mut self, name: &Cow<'a, str>) -> Option<&'static [Usage]> {
+        let Cow::Borrowed(key) = *name else {
+            return self.opts.table.get(name);
+        };
+        if let Some(&usages) = self.names.get(key) {
+            return usages;
+        }
+        let usages = self.opts.table.get(key);
+        if self.names.len() < NAME_CACHE_MAX {
+            self.names.insert(key, usages);
+        }
+        usages
+    }
+
+    /// Checks the statement `name` with the first `nargs` of `self.args`.
+    fn analyze(
+        &mut self,
+        name: &Cow<'a, str>,
+        nargs: usize,
+        open: bool,
+        ctx: Ctx,
+    ) -> Result<(), String> {
         if !self.opts.check {
             return Ok(());
         }
@@ -352,7 +439,7 @@ impl<'a> FileParser<'a, '_, '_> {
                 Ok(())
             };
         }
-        let Some(usages) = self.opts.table.get(name) else {
+        let Some(usages) = self.lookup(name) else {
             return if self.opts.strict {
                 Err(format!("unknown directive \"{name}\""))
             } else {
@@ -362,6 +449,7 @@ impl<'a> FileParser<'a, '_, '_> {
         let Ctx::Known(bit) = ctx else {
             return Ok(());
         };
+        let args = &self.args[..nargs];
         let mut first = None;
         for usage in usages.iter().filter(|u| u.allowed_in(bit)) {
             let reason = match usage.check(args.len(), open) {
@@ -468,6 +556,22 @@ impl<'a> FileParser<'a, '_, '_> {
     }
 }
 
+/// Moves `v[base..]` into a new vector of exactly that length; `v` keeps
+/// its capacity.
+fn take_from<T>(v: &mut Vec<T>, base: usize) -> Vec<T> {
+    if v.len() == base {
+        return Vec::new();
+    }
+    if base > 0 {
+        return v.split_off(base);
+    }
+    // `split_off(0)` would hand over `v`'s whole buffer, spare capacity
+    // included.
+    let mut out = Vec::with_capacity(v.len());
+    out.append(v);
+    out
+}
+
 fn run<'a>(
     text: &'a str,
     path: &str,
@@ -483,6 +587,10 @@ fn run<'a>(
         me,
         errors: Vec::new(),
         registry,
+        nodes: Vec::new(),
+        args: Vec::new(),
+        comments: Vec::new(),
+        names: NameCache::default(),
     };
     let nodes = match parser.block(ctx, false) {
         Ok(nodes) => nodes,

@@ -2,10 +2,11 @@
 //! reader of lua-nginx-module (`ngx_http_lua_conf_read_lua_token`).
 //!
 //! It works on bytes and only ever cuts the text at ASCII delimiters, so
-//! every slice it hands out is valid `&str`. The scanning of runs of
-//! ordinary bytes is done with `nom` byte combinators.
-
-use nom::bytes::complete::{take_till, take_while};
+//! every slice it hands out is valid `&str`. It is the parser's hot loop:
+//! runs of ordinary bytes are skipped with a byte table (bare words, which
+//! are short) or `memchr` (comments and quoted strings, which can be long),
+//! and lines are counted as the text is scanned, so each byte is looked at
+//! once.
 
 use super::ast::{Arg, ArgKind, Comment, Span};
 
@@ -15,8 +16,9 @@ pub(crate) const MAX_TOKEN: usize = 4096;
 /// One lexical event.
 #[derive(Debug)]
 pub(crate) enum Tok<'a> {
-    /// A word (directive name or argument).
-    Word(Arg<'a>),
+    /// A word (directive name or argument), and whether it has a
+    /// backslash (if not, its value is its text between the quotes).
+    Word(Arg<'a>, bool),
     /// `;`, at this line.
     Semi(u32),
     /// `{`, at this line.
@@ -50,10 +52,6 @@ static SPECIAL: [bool; 256] = {
     t
 };
 
-fn is_space(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
-}
-
 /// Renders one byte for an `unexpected "x"` message.
 fn show(text: &str, at: usize) -> String {
     text[at..]
@@ -71,8 +69,6 @@ pub(crate) struct Lexer<'a> {
     /// Set after a closing quote: the next byte must be a separator.
     need_space: bool,
 }
-
-type NomErr<'a> = nom::Err<nom::error::Error<&'a [u8]>>;
 
 impl<'a> Lexer<'a> {
     pub(crate) fn new(text: &'a str) -> Self {
@@ -98,26 +94,22 @@ impl<'a> Lexer<'a> {
         }
     }
 
-    /// Counts the newlines of `self.text[from..to]` into the position.
-    fn advance_lines(&mut self, from: usize, to: usize) {
-        for (i, &b) in self.bytes()[from..to].iter().enumerate() {
-            if b == b'\n' {
-                self.line += 1;
-                self.line_start = from + i + 1;
+    /// Skips whitespace, counting lines.
+    fn skip_space(&mut self) {
+        let bytes = self.bytes();
+        let mut i = self.pos;
+        while let Some(&b) = bytes.get(i) {
+            match b {
+                b' ' | b'\t' | b'\r' => i += 1,
+                b'\n' => {
+                    i += 1;
+                    self.line += 1;
+                    self.line_start = i;
+                }
+                _ => break,
             }
         }
-    }
-
-    fn skip_space(&mut self) {
-        let rest = &self.bytes()[self.pos..];
-        let res: Result<_, NomErr<'a>> = take_while(is_space)(rest);
-        let n = match res {
-            Ok((_, ws)) => ws.len(),
-            Err(_) => 0,
-        };
-        let from = self.pos;
-        self.pos += n;
-        self.advance_lines(from, self.pos);
+        self.pos = i;
     }
 
     fn eof_error(&self) -> LexError {
@@ -158,10 +150,7 @@ impl<'a> Lexer<'a> {
                 Ok(Tok::Close(self.line))
             }
             Some(b'#') => {
-                let end = bytes[start..]
-                    .iter()
-                    .position(|&b| b == b'\n')
-                    .map_or(bytes.len(), |i| start + i);
+                let end = memchr::memchr(b'\n', &bytes[start..]).map_or(bytes.len(), |i| start + i);
                 self.pos = end;
                 Ok(Tok::Comment(Comment {
                     text: &self.text[start + 1..end],
@@ -193,12 +182,12 @@ impl<'a> Lexer<'a> {
         let (line, line_start) = (self.line, self.line_start);
         let mut i = start;
         let mut variable = false;
+        let mut escaped = false;
         loop {
-            let res: Result<_, NomErr<'a>> = take_till(|b: u8| SPECIAL[b as usize])(&bytes[i..]);
-            let run = match res {
-                Ok((_, run)) => run.len(),
-                Err(_) => 0,
-            };
+            let run = bytes[i..]
+                .iter()
+                .position(|&b| SPECIAL[b as usize])
+                .unwrap_or(bytes.len() - i);
             if run > 0 {
                 variable = false;
                 i += run;
@@ -213,6 +202,7 @@ impl<'a> Lexer<'a> {
                 }
                 Some(b'\\') => {
                     variable = false;
+                    escaped = true;
                     if bytes.get(i + 1) == Some(&b'\n') {
                         self.line += 1;
                         self.line_start = i + 2;
@@ -234,60 +224,82 @@ impl<'a> Lexer<'a> {
             return Err(self.too_long_bare(start));
         }
         self.pos = i;
-        Ok(Tok::Word(Arg {
-            raw: &self.text[start..i],
-            kind: ArgKind::Bare,
-            span: self.span(start, i, line, line_start),
-        }))
+        Ok(Tok::Word(
+            Arg {
+                raw: &self.text[start..i],
+                kind: ArgKind::Bare,
+                span: self.span(start, i, line, line_start),
+            },
+            escaped,
+        ))
     }
 
     fn quoted(&mut self, quote: u8) -> Result<Tok<'a>, LexError> {
         let bytes = self.bytes();
         let start = self.pos;
         let (line, line_start) = (self.line, self.line_start);
-        let mut i = start + 1;
+        let first = start + 1;
+        let too_long = |line| LexError {
+            message: format!(
+                "too long parameter, probably missing terminating \"{}\" character",
+                quote as char
+            ),
+            line,
+        };
+        let mut i = first;
+        let mut escaped = false;
+        // nginx checks the length before each byte it reads; the bytes
+        // `memchr3` skips are ordinary, so checking at each stop (and at the
+        // end of the text) reports the same error on the same line.
         loop {
-            if i - (start + 1) >= MAX_TOKEN {
-                return Err(LexError {
-                    message: format!(
-                        "too long parameter, probably missing terminating \"{}\" character",
-                        quote as char
-                    ),
-                    line: self.line,
-                });
+            if i - first >= MAX_TOKEN {
+                return Err(too_long(self.line));
             }
-            match bytes.get(i) {
-                None => {
-                    self.pos = i;
-                    return Err(self.eof_error());
+            let Some(k) = memchr::memchr3(quote, b'\\', b'\n', &bytes[i..]) else {
+                self.pos = bytes.len();
+                if bytes.len() - first >= MAX_TOKEN {
+                    return Err(too_long(self.line));
                 }
-                Some(b'\\') => {
-                    if bytes.get(i + 1) == Some(&b'\n') {
+                return Err(self.eof_error());
+            };
+            let j = i + k;
+            if j - first >= MAX_TOKEN {
+                return Err(too_long(self.line));
+            }
+            match bytes[j] {
+                b'\\' => {
+                    escaped = true;
+                    if bytes.get(j + 1) == Some(&b'\n') {
                         self.line += 1;
-                        self.line_start = i + 2;
+                        self.line_start = j + 2;
                     }
-                    i = (i + 2).min(bytes.len());
+                    i = (j + 2).min(bytes.len());
                 }
-                Some(b'\n') => {
+                b'\n' => {
                     self.line += 1;
-                    self.line_start = i + 1;
-                    i += 1;
+                    self.line_start = j + 1;
+                    i = j + 1;
                 }
-                Some(&b) if b == quote => break,
-                Some(_) => i += 1,
+                _ => {
+                    i = j;
+                    break;
+                }
             }
         }
         self.pos = i + 1;
         self.need_space = true;
-        Ok(Tok::Word(Arg {
-            raw: &self.text[start..i + 1],
-            kind: if quote == b'"' {
-                ArgKind::Double
-            } else {
-                ArgKind::Single
+        Ok(Tok::Word(
+            Arg {
+                raw: &self.text[start..i + 1],
+                kind: if quote == b'"' {
+                    ArgKind::Double
+                } else {
+                    ArgKind::Single
+                },
+                span: self.span(start, i + 1, line, line_start),
             },
-            span: self.span(start, i + 1, line, line_start),
-        }))
+            escaped,
+        ))
     }
 
     /// Reads the Lua code of a `*_by_lua_block` up to its matching `}`;

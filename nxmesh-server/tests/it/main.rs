@@ -3,5 +3,8 @@
 // Test helpers are `pub` for the test modules; nothing here is an API.
 #![allow(unreachable_pub)]
 
+mod access;
 mod api;
+mod durability;
 mod support;
+mod tokens;

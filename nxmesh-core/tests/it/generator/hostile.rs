@@ -449,7 +449,7 @@ fn hostile_models_are_refused_or_render_exactly() {
         .unwrap();
     // The property must exercise rendering of hostile text, not only
     // refusal.
-    eprintln!("hostile: {} of {cases} cases rendered", rendered.get());
+
     assert!(
         rendered.get() * 20 >= cases,
         "too few hostile cases rendered: {}",

@@ -12,7 +12,7 @@ pub(crate) struct TempDir(PathBuf);
 
 impl TempDir {
     /// A fresh directory under the system temp dir.
-    pub fn new(tag: &str) -> TempDir {
+    pub(crate) fn new(tag: &str) -> TempDir {
         static N: AtomicUsize = AtomicUsize::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("nxmesh-gen-{}-{n}-{tag}", std::process::id()));
@@ -22,12 +22,12 @@ impl TempDir {
     }
 
     /// Its path.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.0
     }
 
     /// Its path as UTF-8.
-    pub fn str(&self) -> &str {
+    pub(crate) fn str(&self) -> &str {
         self.0.to_str().unwrap()
     }
 }
@@ -44,6 +44,8 @@ fn ci() -> bool {
 
 /// Finds a tool; under `CI=true` its absence fails the test, otherwise the
 /// test prints a notice and is skipped by the caller.
+// Outside CI a missing tool skips the test with a notice on stderr.
+#[allow(clippy::print_stderr)]
 pub(crate) fn tool(candidates: &[PathBuf], what: &str) -> Option<PathBuf> {
     let found = candidates.iter().find(|p| p.is_file()).cloned();
     if found.is_none() {
