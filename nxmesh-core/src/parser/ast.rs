@@ -1,6 +1,12 @@
 //! The syntax tree: statements, blocks and comments of one configuration
 //! file. Arguments borrow the input text; the unescaped value is computed on
 //! demand, so parsing allocates only the tree itself.
+//!
+//! The tree is kept small because it is most of a parse's memory (a large
+//! configuration has tens of thousands of statements and about three words
+//! per statement): an [`Arg`] is 32 bytes (its end offset is not stored but
+//! computed from its text), and a [`Directive`] holds boxed slices, which
+//! are two words and allocate nothing when empty.
 
 use std::borrow::Cow;
 
@@ -32,18 +38,59 @@ pub enum ArgKind {
 }
 
 /// One word of a statement: the directive name or an argument.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Arg<'a> {
     /// The text as written, quotes included (for [`ArgKind::Lua`]: the code
     /// between the braces).
     pub raw: &'a str,
     /// How it was written.
     pub kind: ArgKind,
-    /// Where `raw` is.
-    pub span: Span,
+    /// [`Span::start`], [`Span::line`] and [`Span::column`] of `raw`; the
+    /// end is `start + raw.len()`.
+    start: u32,
+    line: u32,
+    column: u32,
+}
+
+impl std::fmt::Debug for Arg<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Arg")
+            .field("raw", &self.raw)
+            .field("kind", &self.kind)
+            .field("span", &self.span())
+            .finish()
+    }
 }
 
 impl<'a> Arg<'a> {
+    /// A word whose text `raw` is at `span` (`span.end` is implied by
+    /// `raw`).
+    pub(crate) fn new(raw: &'a str, kind: ArgKind, span: Span) -> Self {
+        debug_assert_eq!(span.end.wrapping_sub(span.start) as usize, raw.len());
+        Self {
+            raw,
+            kind,
+            start: span.start,
+            line: span.line,
+            column: span.column,
+        }
+    }
+
+    /// Where `raw` is.
+    pub fn span(&self) -> Span {
+        Span {
+            start: self.start,
+            end: self.start.wrapping_add(self.raw.len() as u32),
+            line: self.line,
+            column: self.column,
+        }
+    }
+
+    /// The line `raw` starts on ([`Span::line`] without building the span).
+    pub fn line(&self) -> u32 {
+        self.line
+    }
+
     /// Whether the argument was quoted.
     pub fn quoted(&self) -> bool {
         matches!(self.kind, ArgKind::Double | ArgKind::Single)
@@ -128,14 +175,14 @@ pub struct Directive<'a> {
     /// The directive name (a word like any other; it may even be quoted).
     pub name: Arg<'a>,
     /// The arguments; a Lua block's code is the last one.
-    pub args: Vec<Arg<'a>>,
+    pub args: Box<[Arg<'a>]>,
     /// The block, if the statement ended with `{`.
-    pub block: Option<Vec<Node<'a>>>,
+    pub block: Option<Box<[Node<'a>]>>,
     /// Comments written between the words of the statement.
-    pub comments: Vec<Comment<'a>>,
+    pub comments: Box<[Comment<'a>]>,
     /// For an `include`: indices of the included files in the
     /// [`Tree`](super::Tree), in glob order. Empty for a single file parse.
-    pub includes: Vec<usize>,
+    pub includes: Box<[usize]>,
 }
 
 impl<'a> Directive<'a> {
@@ -146,7 +193,7 @@ impl<'a> Directive<'a> {
 
     /// The line of the directive name.
     pub fn line(&self) -> u32 {
-        self.name.span.line
+        self.name.line
     }
 
     /// Whether this directive's block is Lua code (a `*_by_lua_block`).

@@ -356,7 +356,7 @@ impl<'a> FileParser<'a, '_, '_> {
         open: bool,
         ctx: Ctx,
     ) -> Result<(), ParseError> {
-        let line = name.span.line;
+        let line = name.line();
         let lua = open && table::is_lua_block(&value);
         if lua {
             let body = self.lx.lua_block().map_err(|e| self.syntax(e))?;
@@ -556,20 +556,19 @@ impl<'a> FileParser<'a, '_, '_> {
     }
 }
 
-/// Moves `v[base..]` into a new vector of exactly that length; `v` keeps
-/// its capacity.
-fn take_from<T>(v: &mut Vec<T>, base: usize) -> Vec<T> {
+/// Moves `v[base..]` into a new slice; `v` keeps its capacity.
+fn take_from<T>(v: &mut Vec<T>, base: usize) -> Box<[T]> {
     if v.len() == base {
-        return Vec::new();
+        return Box::default();
     }
     if base > 0 {
-        return v.split_off(base);
+        return v.split_off(base).into_boxed_slice();
     }
     // `split_off(0)` would hand over `v`'s whole buffer, spare capacity
     // included.
     let mut out = Vec::with_capacity(v.len());
     out.append(v);
-    out
+    out.into_boxed_slice()
 }
 
 fn run<'a>(

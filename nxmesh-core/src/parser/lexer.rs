@@ -225,11 +225,11 @@ impl<'a> Lexer<'a> {
         }
         self.pos = i;
         Ok(Tok::Word(
-            Arg {
-                raw: &self.text[start..i],
-                kind: ArgKind::Bare,
-                span: self.span(start, i, line, line_start),
-            },
+            Arg::new(
+                &self.text[start..i],
+                ArgKind::Bare,
+                self.span(start, i, line, line_start),
+            ),
             escaped,
         ))
     }
@@ -289,15 +289,15 @@ impl<'a> Lexer<'a> {
         self.pos = i + 1;
         self.need_space = true;
         Ok(Tok::Word(
-            Arg {
-                raw: &self.text[start..i + 1],
-                kind: if quote == b'"' {
+            Arg::new(
+                &self.text[start..i + 1],
+                if quote == b'"' {
                     ArgKind::Double
                 } else {
                     ArgKind::Single
                 },
-                span: self.span(start, i + 1, line, line_start),
-            },
+                self.span(start, i + 1, line, line_start),
+            ),
             escaped,
         ))
     }
@@ -368,11 +368,11 @@ impl<'a> Lexer<'a> {
         }
         let body = &self.text[start..i];
         self.pos = i + 1;
-        Ok(Arg {
-            raw: body,
-            kind: ArgKind::Lua,
-            span: self.span(start, i, line, line_start),
-        })
+        Ok(Arg::new(
+            body,
+            ArgKind::Lua,
+            self.span(start, i, line, line_start),
+        ))
     }
 
     /// Skips a Lua long bracket `[==[ ... ]==]` starting at `i`.
