@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 FILE=testdata/corpus/go-crossplane/large-config/nginx.conf
 PY=${NXMESH_PYTHON:-.venv/bin/python}
 
+# The machine is shared: print the load so the figures can be judged.
+echo "load: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
 out=$(cargo bench -p nxmesh-core --bench parse -- --warm-up-time 2 --measurement-time 5 'large-config/parse$' 2>&1)
 echo "$out" | grep -E 'large-config/parse|time:|thrpt:'
 # criterion prints `time: [low mean high]` with a unit; convert the mean to seconds.
@@ -28,3 +30,4 @@ awk -v o="$ours" -v t="$theirs" -v s="$size" 'BEGIN {
   printf "nxmesh:     %.3f ms  (%.1f MB/s)\n", o*1e3, s/o/1e6;
   printf "crossplane: %.1f ms  (%.2f MB/s)\n", t*1e3, s/t/1e6;
   printf "ratio:      %.0fx\n", t/o }'
+echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -2,7 +2,9 @@
 //! `testdata/corpus/go-crossplane/large-config/nginx.conf`.
 //!
 //! `cargo bench -p nxmesh-core --bench parse` reports MB/s; the crossplane
-//! comparison is `scripts/bench-crossplane.sh`.
+//! comparison is `scripts/bench-crossplane.sh`. `large-config/fmt` is what
+//! `nxmesh config fmt` does (syntax-only parse, then format), and is the run
+//! that peak heap is measured on (valgrind massif, see `BENCHMARKS.md`).
 
 // `criterion_group!` generates an undocumented public function.
 #![allow(missing_docs)]
@@ -27,6 +29,18 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let file = parser::parse_str("nginx.conf", &text, &opts).expect("parses");
             std::hint::black_box(file.nodes.len())
+        })
+    });
+    let fmt_opts = ParseOptions {
+        recover: false,
+        check: false,
+        single_file: true,
+        ..ParseOptions::default()
+    };
+    group.bench_function("fmt", |b| {
+        b.iter(|| {
+            let file = parser::parse_str("nginx.conf", &text, &fmt_opts).expect("parses");
+            std::hint::black_box(parser::format(&file.nodes).len())
         })
     });
     group.bench_function("parse+json", |b| {

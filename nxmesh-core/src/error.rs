@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 /// An error code of the specification, each with its HTTP status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
     /// 401: authentication required or invalid credentials.
@@ -81,6 +82,7 @@ impl fmt::Display for ErrorCode {
 
 /// The body of every error response: `{"error": {...}}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// The error itself.
     pub error: ApiErrorDetail,
@@ -88,6 +90,7 @@ pub struct ErrorBody {
 
 /// The inside of an [`ErrorBody`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiErrorDetail {
     /// What kind of error this is.
     pub code: ErrorCode,
@@ -102,6 +105,7 @@ pub struct ApiErrorDetail {
 
 /// What is wrong with one field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum FieldErrorCode {
     /// The field is missing or empty.
@@ -126,6 +130,7 @@ pub enum FieldErrorCode {
 /// One field-level validation problem, the `details` entries of the
 /// specification's error body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FieldError {
     /// The path of the field, for example `locations[0].path`.
     pub field: String,

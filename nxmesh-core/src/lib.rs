@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod event;
 pub mod generator;
+pub mod ledger;
 pub mod lint;
 pub mod model;
 pub mod pagination;

@@ -12,6 +12,11 @@ pub const MAX_PER_PAGE: u32 = 100;
 
 /// The `page` and `per_page` query parameters (1-based pages).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::IntoParams),
+    into_params(parameter_in = Query)
+)]
 pub struct PageParams {
     /// The page to return, starting at 1.
     #[serde(default = "default_page")]
@@ -75,6 +80,7 @@ impl PageParams {
 
 /// The `meta` block of a paginated list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PageMeta {
     /// The page returned.
     pub page: u32,
@@ -93,6 +99,7 @@ impl PageMeta {
 
 /// A page of a list: `{"data": [...], "meta": {...}}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Page<T> {
     /// The items of this page.
     pub data: Vec<T>,

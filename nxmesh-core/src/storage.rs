@@ -14,7 +14,9 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
+use crate::config::ConfigStatus;
 use crate::error::ValidationErrors;
+use crate::ledger::AgentConfigState;
 use crate::model::{
     AccessLogEntry, AccessLogPage, AccessLogQuery, Agent, AgentHealth, AgentState,
     AgentStateFilter, ApiToken, AuditEntry, Certificate, CertificateProvider, CertificateStatus,
@@ -476,6 +478,25 @@ pub trait AuditStore: Send + Sync {
     ) -> StorageResult<Page<AuditEntry>>;
 }
 
+/// The per-agent configuration ledger.
+#[async_trait]
+pub trait LedgerStore: Send + Sync {
+    /// Increments the desired version of each agent, atomically per agent,
+    /// and returns the new versions.
+    async fn bump_desired_versions(&self, agent_ids: &[Uuid]) -> StorageResult<Vec<(Uuid, i64)>>;
+    /// Records what an agent reported. The applied version only moves
+    /// forward: an older or duplicate report does not move it back.
+    async fn record_config_status(
+        &self,
+        agent_id: Uuid,
+        status: &ConfigStatus,
+    ) -> StorageResult<AgentConfigState>;
+    /// One agent's row (a fresh row when it was never targeted).
+    async fn agent_ledger(&self, agent_id: Uuid) -> StorageResult<AgentConfigState>;
+    /// The rows of every agent of a workspace.
+    async fn workspace_ledger(&self, workspace_id: Uuid) -> StorageResult<Vec<AgentConfigState>>;
+}
+
 /// Everything the master stores, as one object.
 pub trait Storage:
     OrganizationStore
@@ -488,6 +509,7 @@ pub trait Storage:
     + UserStore
     + SessionStore
     + AuditStore
+    + LedgerStore
 {
 }
 
@@ -502,5 +524,6 @@ impl<T> Storage for T where
         + UserStore
         + SessionStore
         + AuditStore
+        + LedgerStore
 {
 }

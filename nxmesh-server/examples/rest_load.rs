@@ -56,16 +56,31 @@ struct Args {
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
-async fn call(client: &HttpClient, addr: &str, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> anyhow::Result<(u16, Value)> {
-    let mut req = Request::builder().method(method).uri(format!("http://{addr}{path}")).header("content-type", "application/json");
+async fn call(
+    client: &HttpClient,
+    addr: &str,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> anyhow::Result<(u16, Value)> {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"))
+        .header("content-type", "application/json");
     if let Some(t) = token {
         req = req.header("authorization", format!("Bearer {t}"));
     }
     let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let res = client.request(req.body(Full::new(Bytes::from(body)))?).await?;
+    let res = client
+        .request(req.body(Full::new(Bytes::from(body)))?)
+        .await?;
     let status = res.status().as_u16();
     let bytes = res.into_body().collect().await?.to_bytes();
-    Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
+    Ok((
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    ))
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -79,23 +94,60 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let client: HttpClient = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(256).build_http();
+    let client: HttpClient = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(256)
+        .build_http();
     let addr = args.addr.clone();
 
-    let (s, login) = call(&client, &addr, Method::POST, "/v1/auth/login", None, Some(json!({"email": args.email, "password": args.password}))).await?;
+    let (s, login) = call(
+        &client,
+        &addr,
+        Method::POST,
+        "/v1/auth/login",
+        None,
+        Some(json!({"email": args.email, "password": args.password})),
+    )
+    .await?;
     if s != 200 {
         bail!("login failed: {s} {login}");
     }
-    let token = login["access_token"].as_str().context("no access token")?.to_owned();
+    let token = login["access_token"]
+        .as_str()
+        .context("no access token")?
+        .to_owned();
     let slug = format!("load-{}", std::process::id());
-    let (_, org) = call(&client, &addr, Method::POST, "/v1/organizations", Some(&token), Some(json!({"name": slug, "slug": slug}))).await?;
+    let (_, org) = call(
+        &client,
+        &addr,
+        Method::POST,
+        "/v1/organizations",
+        Some(&token),
+        Some(json!({"name": slug, "slug": slug})),
+    )
+    .await?;
     let org_id = org["id"].as_str().context("no organization")?.to_owned();
-    let (_, ws) = call(&client, &addr, Method::POST, &format!("/v1/organizations/{org_id}/workspaces"), Some(&token), Some(json!({"name": "load", "slug": "load"}))).await?;
+    let (_, ws) = call(
+        &client,
+        &addr,
+        Method::POST,
+        &format!("/v1/organizations/{org_id}/workspaces"),
+        Some(&token),
+        Some(json!({"name": "load", "slug": "load"})),
+    )
+    .await?;
     let ws_id = ws["id"].as_str().context("no workspace")?.to_owned();
     let mut ids = Vec::with_capacity(args.objects);
     for i in 0..args.objects {
         let body = json!({"name": format!("up-{i}"), "servers": [{"address": format!("10.0.{}.{}:8080", i / 250, i % 250 + 1)}]});
-        let (s, up) = call(&client, &addr, Method::POST, &format!("/v1/workspaces/{ws_id}/upstreams"), Some(&token), Some(body)).await?;
+        let (s, up) = call(
+            &client,
+            &addr,
+            Method::POST,
+            &format!("/v1/workspaces/{ws_id}/upstreams"),
+            Some(&token),
+            Some(body),
+        )
+        .await?;
         if s != 201 {
             bail!("setup failed: {s} {up}");
         }
@@ -120,14 +172,26 @@ async fn main() -> anyhow::Result<()> {
             let path = format!("/v1/upstreams/{id}");
             let r = if write {
                 let body = json!({"keepalive_connections": n % 64});
-                call(&client, &addr, Method::PATCH, &path, Some(&token), Some(body)).await
+                call(
+                    &client,
+                    &addr,
+                    Method::PATCH,
+                    &path,
+                    Some(&token),
+                    Some(body),
+                )
+                .await
             } else {
                 call(&client, &addr, Method::GET, &path, Some(&token), None).await
             };
             let took = scheduled.elapsed();
             match r {
                 Ok((200, _)) => {
-                    if write { writes.lock().await.push(took) } else { reads.lock().await.push(took) }
+                    if write {
+                        writes.lock().await.push(took)
+                    } else {
+                        reads.lock().await.push(took)
+                    }
                 }
                 _ => *errors.lock().await += 1,
             }
@@ -144,7 +208,13 @@ async fn main() -> anyhow::Result<()> {
     writes.sort();
     all.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!("requests: {} in {:.1}s ({:.0}/s achieved), errors: {}", all.len(), wall.as_secs_f64(), all.len() as f64 / wall.as_secs_f64(), errors.lock().await);
+    println!(
+        "requests: {} in {:.1}s ({:.0}/s achieved), errors: {}",
+        all.len(),
+        wall.as_secs_f64(),
+        all.len() as f64 / wall.as_secs_f64(),
+        errors.lock().await
+    );
     for (name, v) in [("reads", &reads), ("writes", &writes), ("all", &all)] {
         println!(
             "{name:>6}: n={:<6} p50={:.2}ms p90={:.2}ms p99={:.2}ms max={:.2}ms",
@@ -155,6 +225,14 @@ async fn main() -> anyhow::Result<()> {
             ms(v.last().copied().unwrap_or_default())
         );
     }
-    let _ = call(&client, &addr, Method::DELETE, &format!("/v1/organizations/{org_id}"), Some(&token), None).await;
+    let _ = call(
+        &client,
+        &addr,
+        Method::DELETE,
+        &format!("/v1/organizations/{org_id}"),
+        Some(&token),
+        None,
+    )
+    .await;
     Ok(())
 }

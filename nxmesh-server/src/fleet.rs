@@ -32,7 +32,8 @@ pub enum CommandError {
 /// Connected agents and pending commands.
 #[derive(Default)]
 pub struct Fleet {
-    agents: Mutex<HashMap<Uuid, mpsc::Sender<MasterPayload>>>,
+    agents: Mutex<HashMap<Uuid, (u64, mpsc::Sender<MasterPayload>)>>,
+    generation: std::sync::atomic::AtomicU64,
     pending: Mutex<HashMap<String, oneshot::Sender<CommandResult>>>,
 }
 
@@ -43,17 +44,33 @@ impl std::fmt::Debug for Fleet {
 }
 
 impl Fleet {
-    /// Registers an open stream for `agent_id`, replacing an older one, and
-    /// returns the queue the stream drains.
-    pub fn attach(&self, agent_id: Uuid) -> mpsc::Receiver<MasterPayload> {
+    /// Registers an open stream for `agent_id`, replacing an older one (whose
+    /// queue then closes), and returns the queue the stream drains with the
+    /// stream's generation.
+    pub fn attach(&self, agent_id: Uuid) -> (mpsc::Receiver<MasterPayload>, u64) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        self.lock_agents().insert(agent_id, tx);
-        rx
+        let generation = self
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.lock_agents().insert(agent_id, (generation, tx));
+        (rx, generation)
     }
 
-    /// Forgets the stream of `agent_id`.
-    pub fn detach(&self, agent_id: Uuid) {
-        self.lock_agents().remove(&agent_id);
+    /// Forgets the stream of `agent_id` if it is still `generation` (a newer
+    /// stream of the same agent stays). Returns whether it was removed.
+    pub fn detach(&self, agent_id: Uuid, generation: u64) -> bool {
+        let mut agents = self.lock_agents();
+        if agents.get(&agent_id).is_some_and(|(g, _)| *g == generation) {
+            agents.remove(&agent_id);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// How many agents have an open stream.
+    pub fn connected(&self) -> usize {
+        self.lock_agents().len()
     }
 
     /// Sends a command and waits for the agent's answer.
@@ -97,7 +114,9 @@ impl Fleet {
         }
     }
 
-    fn lock_agents(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, mpsc::Sender<MasterPayload>>> {
+    fn lock_agents(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<Uuid, (u64, mpsc::Sender<MasterPayload>)>> {
         self.agents
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -118,7 +137,7 @@ impl AgentSender for Fleet {
         let tx = self
             .lock_agents()
             .get(&agent_id)
-            .cloned()
+            .map(|(_, tx)| tx.clone())
             .ok_or(TransportError::NotConnected(agent_id))?;
         tx.send(payload)
             .await
@@ -128,7 +147,7 @@ impl AgentSender for Fleet {
     fn is_connected(&self, agent_id: Uuid) -> bool {
         self.lock_agents()
             .get(&agent_id)
-            .is_some_and(|tx| !tx.is_closed())
+            .is_some_and(|(_, tx)| !tx.is_closed())
     }
 }
 
@@ -146,7 +165,7 @@ mod tests {
                 .await,
             Err(CommandError::NotConnected)
         ));
-        let mut rx = fleet.attach(agent);
+        let (mut rx, _) = fleet.attach(agent);
         let f = fleet.clone();
         let answer = tokio::spawn(async move {
             let Some(MasterPayload::Command(c)) = rx.recv().await else {

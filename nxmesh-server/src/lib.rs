@@ -5,12 +5,16 @@
 //! traits ([`db::SeaStore`] is the sea-orm one). [`server`] starts it from a
 //! [`config::Config`], which is what the `nxmesh-server` binary does.
 
+pub mod agent_tls;
 pub mod auth;
 pub mod bootstrap;
 pub mod certs;
 pub mod db;
+pub mod events;
 pub mod fleet;
+pub mod grpc;
 pub mod http;
+pub mod rollout;
 pub mod secrets;
 pub mod state;
 

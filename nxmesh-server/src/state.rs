@@ -6,8 +6,10 @@ use std::time::Duration;
 use nxmesh_core::storage::Storage;
 
 use crate::auth::TokenKeys;
+use crate::events::EventBus;
 use crate::fleet::Fleet;
 use crate::http::limits::{LoginThrottle, RateLimiter};
+use crate::rollout::Rollout;
 use crate::secrets::SecretBox;
 
 /// Tunables of the API, with the specification's defaults.
@@ -50,6 +52,10 @@ pub struct AppState {
     pub secrets: Arc<SecretBox>,
     /// Agents connected to this master.
     pub fleet: Arc<Fleet>,
+    /// The event feed.
+    pub events: EventBus,
+    /// Changes of desired state on their way to agents.
+    pub rollout: Rollout,
     /// Tunables.
     pub settings: Arc<ApiSettings>,
     pub(crate) rate: Arc<RateLimiter>,
@@ -63,18 +69,24 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
-    /// State over `store` with the given keys and settings.
+    /// State over `store` with the given keys and settings. Starts the
+    /// rollout coordinator, so it must be called inside a Tokio runtime.
     pub fn new(
         store: Arc<dyn Storage>,
         keys: TokenKeys,
         secrets: SecretBox,
         settings: ApiSettings,
     ) -> AppState {
+        let fleet = Arc::new(Fleet::default());
+        let secrets = Arc::new(secrets);
+        let rollout = Rollout::spawn(store.clone(), fleet.clone(), secrets.clone());
         AppState {
             store,
             keys: Arc::new(keys),
-            secrets: Arc::new(secrets),
-            fleet: Arc::new(Fleet::default()),
+            secrets,
+            fleet,
+            events: EventBus::default(),
+            rollout,
             rate: Arc::new(RateLimiter::new(settings.rate_limit_per_minute)),
             logins: Arc::new(LoginThrottle::new(settings.login_failures_allowed)),
             settings: Arc::new(settings),

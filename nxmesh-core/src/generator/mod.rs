@@ -292,10 +292,10 @@ fn build<'a>(
         table,
         errors,
         cert_dir: opts.layout.cert_dir.trim_end_matches('/'),
-        upstream_names: update
+        upstream_targets: update
             .upstreams
             .iter()
-            .map(|u| (u.id, u.spec.name.as_str()))
+            .map(|u| (u.id, format!("http://{}", u.spec.name)))
             .collect(),
     };
 
@@ -370,8 +370,8 @@ struct Gen<'o> {
     table: Option<DirectiveTable>,
     errors: ValidationErrors,
     cert_dir: &'o str,
-    /// Upstream names by id, for `proxy_pass http://name`.
-    upstream_names: BTreeMap<uuid::Uuid, &'o str>,
+    /// `http://name` of each upstream by id, for `proxy_pass`.
+    upstream_targets: BTreeMap<uuid::Uuid, String>,
 }
 
 /// How `$` is treated in an argument.
@@ -431,7 +431,7 @@ impl<'o> Gen<'o> {
 
     fn listen_addr(&self, port: u16) -> String {
         match self.opts.listen_address {
-            None => port.to_string(),
+            None => itoa_u16(port),
             Some(std::net::IpAddr::V4(a)) => format!("{a}:{port}"),
             Some(std::net::IpAddr::V6(a)) => format!("[{a}]:{port}"),
         }
@@ -841,11 +841,8 @@ impl<'o> Gen<'o> {
         }
         let mut proxied = false;
         if let Some(up) = l.upstream_id {
-            if let Some(name) = self.upstream_names.get(&up) {
-                body.push(Stmt::simple(
-                    "proxy_pass",
-                    vec![Cow::Owned(format!("http://{name}"))],
-                ));
+            if let Some(target) = self.upstream_targets.get(&up) {
+                body.push(Stmt::simple("proxy_pass", vec![Cow::Owned(target.clone())]));
                 proxied = true;
             }
         } else if let Some(url) = &l.proxy_pass {
@@ -1089,6 +1086,22 @@ fn policy(name: &str, args: &[Cow<'_, str>], all: &BTreeMap<String, String>) -> 
         }
         _ => None,
     }
+}
+
+/// `port.to_string()` without the formatting machinery (hot when
+/// rendering many virtual hosts).
+fn itoa_u16(mut n: u16) -> String {
+    let mut digits = [0u8; 5];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    digits[i..].iter().map(|&d| char::from(d)).collect()
 }
 
 fn mime_types<'a>() -> Vec<Stmt<'a>> {

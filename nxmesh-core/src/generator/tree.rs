@@ -107,15 +107,24 @@ fn write_level(stmts: &[Stmt<'_>], depth: usize, out: &mut String) {
 /// common words (host names, paths, numbers, variables), which never need
 /// quoting. Anything else goes through `quote`.
 fn is_plain(a: &str) -> bool {
-    !a.is_empty()
-        && a.bytes().all(|b| {
-            b.is_ascii_alphanumeric()
-                || matches!(
-                    b,
-                    b'.' | b'_' | b'/' | b':' | b'-' | b'=' | b'$' | b'*' | b'@'
-                )
-        })
+    !a.is_empty() && a.bytes().all(|b| PLAIN[usize::from(b)])
 }
+
+/// The bytes of [`is_plain`] words, as a lookup table.
+static PLAIN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'.' | b'_' | b'/' | b':' | b'-' | b'=' | b'$' | b'*' | b'@'
+            );
+        b += 1;
+    }
+    t
+};
 
 /// Where the parsed text differs from the intended tree.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -12,6 +12,7 @@ use crate::validate::{self, Validate};
 
 /// Whether an agent is connected and healthy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AgentState {
     /// Its stream is up and heartbeats arrive on time.
@@ -42,6 +43,7 @@ impl fmt::Display for AgentState {
 
 /// The `state` filter of `GET /workspaces/{id}/agents`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AgentStateFilter {
     /// Agents in any state.
@@ -96,6 +98,7 @@ impl FromStr for AgentStateFilter {
 
 /// How the agent runs beside nginx.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum DeploymentMode {
     /// A container sharing the nginx container's volumes and PID namespace.
@@ -108,6 +111,7 @@ pub enum DeploymentMode {
 
 /// Whether nginx runs on the agent's host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum NginxRunState {
     /// The nginx master process is running.
@@ -118,6 +122,7 @@ pub enum NginxRunState {
 
 /// The `health` block of `GET /agents/{id}`, from the latest health report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AgentHealth {
     /// Whether nginx runs.
     pub nginx_status: NginxRunState,
@@ -137,6 +142,7 @@ pub struct AgentHealth {
 
 /// An agent: one nginx server of the fleet.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Agent {
     /// Its id, fixed when its registration token is created.
     pub id: Uuid,
@@ -155,6 +161,7 @@ pub struct Agent {
     /// How the agent runs beside nginx.
     pub deployment_mode: Option<DeploymentMode>,
     /// When the master last heard from it.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub last_seen_at: Option<Timestamp>,
     /// Features the agent's nginx supports, for example `http2`.
     #[serde(default)]
@@ -166,12 +173,14 @@ pub struct Agent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<AgentHealth>,
     /// When the agent was created (its registration token issued).
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
 }
 
 /// `POST /workspaces/{id}/agents/tokens`: creates an agent and a
 /// single-use registration token for it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateRegistrationToken {
     /// The agent's display name.
     pub name: String,
@@ -206,12 +215,14 @@ impl Validate for CreateRegistrationToken {
 
 /// The answer to [`CreateRegistrationToken`]; the token is shown only here.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RegistrationTokenCreated {
     /// The secret token the agent presents when it first registers.
     pub token: String,
     /// The id the agent will have.
     pub agent_id: Uuid,
     /// When the token stops working.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub expires_at: Timestamp,
 }
 
@@ -228,6 +239,7 @@ impl fmt::Debug for RegistrationTokenCreated {
 /// `PATCH /agents/{id}`: absent fields are left unchanged; `labels`
 /// replaces the whole label set.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UpdateAgent {
     /// New display name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -252,11 +264,13 @@ impl Validate for UpdateAgent {
 
 /// The answer to `POST /agents/{id}/reload`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReloadResponse {
     /// Whether nginx reloaded.
     pub success: bool,
     /// What happened, in words (nginx's own error text on failure).
     pub message: String,
     /// When the agent answered.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub timestamp: Timestamp,
 }

@@ -11,6 +11,7 @@ use crate::validate::{self, Validate};
 
 /// Where a certificate comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum CertificateProvider {
     /// Issued by an ACME CA (Let's Encrypt or any RFC 8555 CA).
@@ -23,6 +24,7 @@ pub enum CertificateProvider {
 
 /// Where a certificate is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum CertificateStatus {
     /// Being issued.
@@ -37,6 +39,7 @@ pub enum CertificateStatus {
 
 /// A certificate as stored and returned.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Certificate {
     /// Its id.
     pub id: Uuid,
@@ -51,8 +54,10 @@ pub struct Certificate {
     /// Where it is in its life.
     pub status: CertificateStatus,
     /// When it was issued.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub issued_at: Option<Timestamp>,
     /// When it expires.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub expires_at: Option<Timestamp>,
     /// Whether the master renews it before expiry.
     pub auto_renew: bool,
@@ -60,11 +65,13 @@ pub struct Certificate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
     /// When it was created.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
 }
 
 /// `POST /workspaces/{id}/certificates`.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateCertificate {
     /// The domain; `*.example.com` requests a wildcard.
     pub domain: String,

@@ -9,10 +9,17 @@ use crate::validate::Validate;
 
 /// The `from`/`to` window of the metrics endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::IntoParams),
+    into_params(parameter_in = Query)
+)]
 pub struct MetricsQuery {
     /// Start of the window, inclusive.
+    #[cfg_attr(feature = "openapi", param(value_type = String, format = DateTime))]
     pub from: Timestamp,
     /// End of the window, exclusive.
+    #[cfg_attr(feature = "openapi", param(value_type = String, format = DateTime))]
     pub to: Timestamp,
 }
 
@@ -28,6 +35,7 @@ impl Validate for MetricsQuery {
 
 /// Bytes received and sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Bandwidth {
     /// Bytes received from clients.
     pub in_bytes: u64,
@@ -37,6 +45,7 @@ pub struct Bandwidth {
 
 /// Responses by status class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatusCodeCounts {
     /// 200-299.
     #[serde(rename = "2xx")]
@@ -67,6 +76,7 @@ impl StatusCodeCounts {
 
 /// The answer of `GET /workspaces/{id}/metrics` and `GET /agents/{id}/metrics`.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MetricsSummary {
     /// Requests in the window.
     pub requests_total: u64,
@@ -84,12 +94,19 @@ pub struct MetricsSummary {
 
 /// The query of `GET /workspaces/{id}/access-logs`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::IntoParams),
+    into_params(parameter_in = Query)
+)]
 pub struct AccessLogQuery {
     /// Entries at or after this time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(value_type = Option<String>, format = DateTime))]
     pub from: Option<Timestamp>,
     /// Entries before this time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(value_type = Option<String>, format = DateTime))]
     pub to: Option<Timestamp>,
     /// Only entries with this status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -134,12 +151,14 @@ impl Validate for AccessLogQuery {
 
 /// One request nginx served.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccessLogEntry {
     /// Its id.
     pub id: Uuid,
     /// The agent whose nginx served it.
     pub agent_id: Uuid,
     /// When the request completed.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub timestamp: Timestamp,
     /// Client address.
     pub remote_addr: String,
@@ -167,6 +186,7 @@ pub struct AccessLogEntry {
 
 /// The `meta` block of an access-log page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccessLogMeta {
     /// Entries matching the query.
     pub total: u64,
@@ -176,6 +196,7 @@ pub struct AccessLogMeta {
 
 /// The answer of `GET /workspaces/{id}/access-logs`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccessLogPage {
     /// The newest matching entries, newest first.
     pub data: Vec<AccessLogEntry>,

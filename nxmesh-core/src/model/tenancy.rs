@@ -9,6 +9,7 @@ use crate::validate::{self, Validate};
 
 /// `POST /auth/login`.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoginRequest {
     /// The user's email address.
     pub email: String,
@@ -36,6 +37,7 @@ impl Validate for LoginRequest {
 
 /// `POST /auth/refresh`.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RefreshRequest {
     /// The refresh token returned by the last login or refresh.
     pub refresh_token: String,
@@ -51,6 +53,7 @@ impl std::fmt::Debug for RefreshRequest {
 
 /// The response of login and refresh.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenResponse {
     /// A short-lived JWT for the `Authorization: Bearer` header.
     pub access_token: String,
@@ -76,6 +79,7 @@ impl std::fmt::Debug for TokenResponse {
 /// An organization: the unit of tenancy. Users are members of
 /// organizations; everything else belongs to one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Organization {
     /// Its id.
     pub id: Uuid,
@@ -84,13 +88,16 @@ pub struct Organization {
     /// URL-safe unique name.
     pub slug: String,
     /// When it was created.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
     /// When it last changed.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub updated_at: Timestamp,
 }
 
 /// `POST /organizations`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateOrganization {
     /// Display name.
     pub name: String,
@@ -109,6 +116,7 @@ impl Validate for CreateOrganization {
 
 /// `PATCH /organizations/{id}`: absent fields are left unchanged.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UpdateOrganization {
     /// New display name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -134,6 +142,7 @@ impl Validate for UpdateOrganization {
 /// A workspace: a group of agents and the configuration they serve, inside
 /// an organization (for example `production` and `staging`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Workspace {
     /// Its id.
     pub id: Uuid,
@@ -144,11 +153,13 @@ pub struct Workspace {
     /// URL-safe name, unique within the organization.
     pub slug: String,
     /// When it was created.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
 }
 
 /// `POST /organizations/{id}/workspaces`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateWorkspace {
     /// Display name.
     pub name: String,
@@ -167,6 +178,7 @@ impl Validate for CreateWorkspace {
 
 /// `PATCH /workspaces/{id}`: absent fields are left unchanged.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UpdateWorkspace {
     /// New display name.
     #[serde(default, skip_serializing_if = "Option::is_none")]

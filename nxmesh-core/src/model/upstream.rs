@@ -9,6 +9,7 @@ use crate::validate::{self, Validate};
 
 /// How requests are spread over the servers of an upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum LoadBalanceAlgorithm {
     /// nginx's default: in turn.
@@ -24,6 +25,7 @@ pub enum LoadBalanceAlgorithm {
 
 /// One backend server of an upstream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UpstreamServer {
     /// `host:port`, `ipv4:port`, `[ipv6]:port` or `unix:/path`.
     pub address: String,
@@ -83,6 +85,7 @@ fn is_default_fail_timeout(n: &u32) -> bool {
 /// passive checks (`max_fails`/`fail_timeout`) and the agent performs the
 /// active probe of `path` itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HealthCheck {
     /// Whether the check runs.
     pub enabled: bool,
@@ -102,6 +105,7 @@ pub struct HealthCheck {
 
 /// The user-editable content of an upstream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UpstreamSpec {
     /// Name, unique within the workspace; becomes the nginx upstream name.
     pub name: String,
@@ -220,6 +224,7 @@ impl Validate for UpstreamSpec {
 
 /// An upstream as stored and returned.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Upstream {
     /// Its id.
     pub id: Uuid,
@@ -229,8 +234,10 @@ pub struct Upstream {
     #[serde(flatten)]
     pub spec: UpstreamSpec,
     /// When it was created.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
     /// When it last changed.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub updated_at: Timestamp,
 }
 
@@ -240,6 +247,7 @@ pub type CreateUpstream = UpstreamSpec;
 /// `PATCH /upstreams/{id}`: absent fields are left unchanged; `servers`
 /// replaces the whole list.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UpdateUpstream {
     /// New name.
     #[serde(default, skip_serializing_if = "Option::is_none")]

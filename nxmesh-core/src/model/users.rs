@@ -12,6 +12,7 @@ use crate::validate::{self, Validate};
 
 /// A member's role in an organization, from least to most powerful.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Reads everything of the organization.
@@ -55,6 +56,7 @@ impl fmt::Display for Role {
 
 /// A user account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct User {
     /// Its id.
     pub id: Uuid,
@@ -65,6 +67,7 @@ pub struct User {
     /// Server administrators may create users.
     pub is_admin: bool,
     /// When it was created.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
 }
 
@@ -73,6 +76,7 @@ pub const MIN_PASSWORD_LEN: usize = 12;
 
 /// `POST /users` (administrators only).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateUser {
     /// Login email.
     pub email: String,
@@ -116,6 +120,7 @@ impl Validate for CreateUser {
 
 /// A member of an organization.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Member {
     /// The user.
     pub user_id: Uuid,
@@ -126,11 +131,13 @@ pub struct Member {
     /// The role in this organization.
     pub role: Role,
     /// When the user joined.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
 }
 
 /// `POST /organizations/{id}/members`: by `email` or `user_id`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AddMember {
     /// The user's email.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -160,6 +167,7 @@ impl Validate for AddMember {
 
 /// `PATCH /organizations/{id}/members/{user_id}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UpdateMember {
     /// The new role.
     pub role: Role,
@@ -167,6 +175,7 @@ pub struct UpdateMember {
 
 /// What an API token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
     /// Read (`GET`) requests.
@@ -177,6 +186,7 @@ pub enum Scope {
 
 /// An API token for automation (never with its secret).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiToken {
     /// Its id.
     pub id: Uuid,
@@ -185,13 +195,16 @@ pub struct ApiToken {
     /// What it may do.
     pub scopes: Vec<Scope>,
     /// When it was created.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
     /// When it stops working, if ever.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub expires_at: Option<Timestamp>,
 }
 
 /// `POST /auth/tokens`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateApiToken {
     /// A name to recognize it by.
     pub name: String,
@@ -222,6 +235,7 @@ impl Validate for CreateApiToken {
 
 /// The answer to [`CreateApiToken`]; the secret is shown only here.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiTokenCreated {
     /// The secret, for `Authorization: Bearer`.
     pub token: String,
@@ -241,6 +255,7 @@ impl fmt::Debug for ApiTokenCreated {
 
 /// `POST /auth/logout`.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LogoutRequest {
     /// The refresh token whose session ends.
     pub refresh_token: String,
@@ -254,6 +269,7 @@ impl fmt::Debug for LogoutRequest {
 
 /// One change recorded in an organization's audit log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEntry {
     /// Its id.
     pub id: Uuid,
@@ -270,5 +286,6 @@ pub struct AuditEntry {
     /// The object changed.
     pub target_id: Option<Uuid>,
     /// When.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
 }

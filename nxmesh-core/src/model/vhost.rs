@@ -13,6 +13,7 @@ use crate::validate::{self, Validate};
 
 /// Which agents a virtual host is deployed to.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum TargetAgents {
     /// Every agent of the workspace.
@@ -49,6 +50,7 @@ fn validate_target(errors: &mut ValidationErrors, field: &str, target: &TargetAg
 
 /// How a location's path is matched, nginx's location modifiers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum LocationModifier {
     /// `=`: the path exactly.
@@ -83,6 +85,7 @@ impl LocationModifier {
 
 /// A response header added by the location (`add_header`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Header {
     /// Header name, an HTTP token.
     pub name: String,
@@ -95,6 +98,7 @@ pub struct Header {
 
 /// What nginx does after a rewrite matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RewriteFlag {
     /// Stop rewriting and search a location for the new URI.
@@ -121,6 +125,7 @@ impl RewriteFlag {
 
 /// A `rewrite` rule of a location.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RewriteRule {
     /// A regular expression matched against the URI.
     pub pattern: String,
@@ -133,6 +138,7 @@ pub struct RewriteRule {
 
 /// A `location` block of a virtual host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Location {
     /// The path (or regular expression, or `@name`) the location matches.
     pub path: String,
@@ -225,6 +231,7 @@ impl Location {
 /// The user-editable content of a virtual host: what the REST API accepts
 /// and what agents render.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VirtualHostSpec {
     /// Display name.
     pub name: String,
@@ -301,6 +308,7 @@ impl VirtualHostSpec {
 
 /// A virtual host as stored and returned.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VirtualHost {
     /// Its id.
     pub id: Uuid,
@@ -312,13 +320,16 @@ pub struct VirtualHost {
     /// The agents it is deployed to.
     pub target_agents: TargetAgents,
     /// When it was created.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
     /// When it last changed.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub updated_at: Timestamp,
 }
 
 /// `POST /workspaces/{id}/virtual-hosts`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateVirtualHost {
     /// Its content.
     #[serde(flatten)]
@@ -340,6 +351,7 @@ impl Validate for CreateVirtualHost {
 /// `PATCH /virtual-hosts/{id}`: absent fields are left unchanged; lists and
 /// maps replace the whole value.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UpdateVirtualHost {
     /// New display name.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -56,7 +56,7 @@ fn directive_len(d: &Directive<'_>, depth: usize) -> usize {
     for word in words {
         let mut before = false;
         while comments
-            .next_if(|c| c.span.start < word.span.start)
+            .next_if(|c| c.span.start < word.span().start)
             .is_some()
         {
             before = true;
@@ -101,7 +101,7 @@ fn directive(d: &Directive<'_>, depth: usize, out: &mut String) {
     let mut first = true;
     let mut fresh_line = false;
     while let Some(word) = words.next_if(|w| w.kind != ArgKind::Lua) {
-        while let Some(c) = comments.next_if(|c| c.span.start < word.span.start) {
+        while let Some(c) = comments.next_if(|c| c.span.start < word.span().start) {
             out.push_str(" #");
             out.push_str(c.text);
             out.push('\n');

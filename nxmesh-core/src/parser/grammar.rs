@@ -272,7 +272,7 @@ impl<'a> FileParser<'a, '_, '_> {
         })
     }
 
-    fn block(&mut self, ctx: Ctx, nested: bool) -> Result<Vec<Node<'a>>, ParseError> {
+    fn block(&mut self, ctx: Ctx, nested: bool) -> Result<Box<[Node<'a>]>, ParseError> {
         let base = self.nodes.len();
         // The statement's name, and whether it has a backslash.
         let mut name: Option<(Arg<'a>, bool)> = None;
@@ -383,9 +383,9 @@ impl<'a> FileParser<'a, '_, '_> {
         }
         let includes = if value == "include" && self.args.len() == 1 {
             let pattern = self.args[0].value();
-            self.include(&pattern, line, ctx)?
+            self.include(&pattern, line, ctx)?.into_boxed_slice()
         } else {
-            Vec::new()
+            Box::default()
         };
         // Exact-size copies; the scratch vectors keep their capacity for the
         // next statement.
@@ -406,10 +406,15 @@ impl<'a> FileParser<'a, '_, '_> {
         Ok(())
     }
 
-    /// The table's registrations of directive `name`, cached by name.
+    /// The table's registrations of directive `name`, cached by name when
+    /// `name` is a slice of the file (not unescaped).
+    // `&Cow` rather than `&str`: only a borrowed name lives as long as the
+    // cache's keys.
+    #[allow(clippy::ptr_arg)]
     fn lookup(&mut self, name: &Cow<'a, str>) -> Option<&'static [Usage]> {
-        let Cow::Borrowed(key) = *name else {
-            return self.opts.table.get(name);
+        let key: &'a str = match name {
+            Cow::Borrowed(key) => key,
+            Cow::Owned(owned) => return self.opts.table.get(owned),
         };
         if let Some(&usages) = self.names.get(key) {
             return usages;
@@ -422,6 +427,7 @@ impl<'a> FileParser<'a, '_, '_> {
     }
 
     /// Checks the statement `name` with the first `nargs` of `self.args`.
+    #[allow(clippy::ptr_arg)] // `&Cow` for `lookup`.
     fn analyze(
         &mut self,
         name: &Cow<'a, str>,
@@ -592,7 +598,7 @@ fn run<'a>(
         names: NameCache::default(),
     };
     let nodes = match parser.block(ctx, false) {
-        Ok(nodes) => nodes,
+        Ok(nodes) => nodes.into_vec(),
         Err(e) if opts.recover => {
             // As crossplane: a syntax error voids the file's tree.
             parser.errors.push(e);

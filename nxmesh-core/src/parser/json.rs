@@ -188,7 +188,7 @@ impl<'a> Builder<'a> {
             directive: name,
             line: d.line(),
             args,
-            includes: is_include.then(|| d.includes.clone()),
+            includes: is_include.then(|| d.includes.to_vec()),
             block,
             comment: None,
             file: self.opts.combine.then_some(file),

@@ -95,6 +95,7 @@ impl<'a> Lexer<'a> {
     }
 
     /// Skips whitespace, counting lines.
+    #[inline(always)]
     fn skip_space(&mut self) {
         let bytes = self.bytes();
         let mut i = self.pos;
@@ -119,6 +120,9 @@ impl<'a> Lexer<'a> {
         }
     }
 
+    // Inlined into the grammar's loop, its only caller: the token is then
+    // built in place instead of being returned through memory.
+    #[inline(always)]
     pub(crate) fn next_tok(&mut self) -> Result<Tok<'a>, LexError> {
         let bytes = self.bytes();
         if self.need_space {
@@ -176,6 +180,7 @@ impl<'a> Lexer<'a> {
         }
     }
 
+    #[inline(always)]
     fn bare(&mut self) -> Result<Tok<'a>, LexError> {
         let bytes = self.bytes();
         let start = self.pos;

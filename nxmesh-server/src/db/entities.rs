@@ -432,3 +432,34 @@ pub mod access_log {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod agent_config {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "agent_config")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub agent_id: Uuid,
+        pub desired_version: i64,
+        pub applied_version: i64,
+        pub last_status: Option<String>,
+        pub last_error: Option<String>,
+        pub applied_at: Option<DateTimeUtc>,
+        pub config_checksum: Option<String>,
+        pub updated_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {
+        #[sea_orm(
+            belongs_to = "super::agent::Entity",
+            from = "Column::AgentId",
+            to = "super::agent::Column::Id",
+            on_delete = "Cascade"
+        )]
+        Agent,
+    }
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

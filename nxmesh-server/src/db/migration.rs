@@ -16,7 +16,7 @@ pub(crate) struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(M0001Initial)]
+        vec![Box::new(M0001Initial), Box::new(M0002AgentConfig)]
     }
 }
 
@@ -65,5 +65,28 @@ impl MigrationTrait for M0001Initial {
 
     async fn down(&self, _manager: &SchemaManager) -> Result<(), DbErr> {
         Err(DbErr::Migration("m0001_initial cannot be reverted".into()))
+    }
+}
+
+/// The per-agent configuration ledger.
+struct M0002AgentConfig;
+
+impl MigrationName for M0002AgentConfig {
+    fn name(&self) -> &str {
+        "m0002_agent_config"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0002AgentConfig {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let schema = Schema::new(manager.get_database_backend());
+        create(manager, &schema, agent_config::Entity).await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(Table::drop().table(agent_config::Entity).to_owned())
+            .await
     }
 }

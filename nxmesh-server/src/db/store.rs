@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
+use nxmesh_core::config::{ConfigApplyStatus, ConfigStatus};
 use nxmesh_core::error::{FieldErrorCode, ValidationErrors};
+use nxmesh_core::ledger::AgentConfigState;
 use nxmesh_core::model::*;
 use nxmesh_core::pagination::{Page, PageParams};
 use nxmesh_core::protocol::{MetricType, MetricsBatch};
@@ -22,9 +24,9 @@ use nxmesh_core::storage::*;
 use sea_orm::sea_query::Expr;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectOptions, Database,
-    DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-    SqlErr, TransactionTrait,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectOptions, ConnectionTrait,
+    Database, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, SqlErr, Statement, TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
 use serde_json::Value as Json;
@@ -68,6 +70,10 @@ impl SeaStore {
     pub async fn ping(&self) -> bool {
         self.db.ping().await.is_ok()
     }
+}
+
+fn backend_err(e: DbErr) -> StorageError {
+    backend(e)
 }
 
 fn backend(e: DbErr) -> StorageError {
@@ -1606,5 +1612,142 @@ impl AuditStore for SeaStore {
             })
             .collect();
         Ok(page_of(data, page, total))
+    }
+}
+
+// ---- ledger ----
+
+fn ledger_row(m: agent_config::Model) -> Result<AgentConfigState, StorageError> {
+    let agent_config::Model {
+        agent_id,
+        desired_version,
+        applied_version,
+        last_status,
+        last_error,
+        applied_at,
+        config_checksum,
+        updated_at: _,
+    } = m;
+    Ok(AgentConfigState {
+        agent_id,
+        desired_version,
+        applied_version,
+        last_status: last_status.as_deref().map(parse_enum).transpose()?,
+        last_error,
+        applied_at,
+        config_checksum,
+    })
+}
+
+#[async_trait]
+impl LedgerStore for SeaStore {
+    async fn bump_desired_versions(&self, agent_ids: &[Uuid]) -> StorageResult<Vec<(Uuid, i64)>> {
+        let backend = self.db.get_database_backend();
+        let txn = self.db.begin().await.map_err(backend_err)?;
+        let mut out = Vec::with_capacity(agent_ids.len());
+        let now = Utc::now();
+        for id in agent_ids {
+            // One statement per agent: insert at 1 or increment, and read
+            // the result back, so concurrent bumps never lose a version.
+            let stmt = Statement::from_sql_and_values(
+                backend,
+                "INSERT INTO agent_config (agent_id, desired_version, applied_version, updated_at) VALUES ($1, 1, 0, $2) \
+                 ON CONFLICT (agent_id) DO UPDATE SET desired_version = agent_config.desired_version + 1, updated_at = $2 \
+                 RETURNING desired_version",
+                [(*id).into(), now.into()],
+            );
+            let row = txn
+                .query_one_raw(stmt)
+                .await
+                .map_err(backend_err)?
+                .ok_or(not_found("agent"))?;
+            let v: i64 = row.try_get("", "desired_version").map_err(backend_err)?;
+            out.push((*id, v));
+        }
+        txn.commit().await.map_err(backend_err)?;
+        Ok(out)
+    }
+
+    async fn record_config_status(
+        &self,
+        agent_id: Uuid,
+        status: &ConfigStatus,
+    ) -> StorageResult<AgentConfigState> {
+        let txn = self.db.begin().await.map_err(backend_err)?;
+        let current = agent_config::Entity::find_by_id(agent_id)
+            .one(&txn)
+            .await
+            .map_err(backend_err)?;
+        let mut a: agent_config::ActiveModel = match current.clone() {
+            Some(m) => m.into(),
+            None => agent_config::ActiveModel {
+                agent_id: Set(agent_id),
+                desired_version: Set(0),
+                applied_version: Set(0),
+                last_status: Set(None),
+                last_error: Set(None),
+                applied_at: Set(None),
+                config_checksum: Set(None),
+                updated_at: Set(Utc::now()),
+            },
+        };
+        let applied = current.as_ref().map_or(0, |m| m.applied_version);
+        a.last_status = Set(Some(enum_str(&status.status)));
+        a.updated_at = Set(Utc::now());
+        match status.status {
+            ConfigApplyStatus::Success if status.version >= applied => {
+                a.applied_version = Set(status.version);
+                a.applied_at = Set(status.applied_at.or(Some(Utc::now())));
+                a.config_checksum = Set(status.config_checksum.clone());
+                a.last_error = Set(None);
+            }
+            ConfigApplyStatus::Failed | ConfigApplyStatus::RolledBack => {
+                a.last_error = Set(status.error_message.clone());
+            }
+            _ => {}
+        }
+        let m = if current.is_some() {
+            a.update(&txn).await.map_err(backend_err)?
+        } else {
+            a.insert(&txn).await.map_err(db_err("ledger row"))?
+        };
+        txn.commit().await.map_err(backend_err)?;
+        ledger_row(m)
+    }
+
+    async fn agent_ledger(&self, agent_id: Uuid) -> StorageResult<AgentConfigState> {
+        match agent_config::Entity::find_by_id(agent_id)
+            .one(&self.db)
+            .await
+            .map_err(backend_err)?
+        {
+            Some(m) => ledger_row(m),
+            None => Ok(AgentConfigState::new(agent_id)),
+        }
+    }
+
+    async fn workspace_ledger(&self, workspace_id: Uuid) -> StorageResult<Vec<AgentConfigState>> {
+        let agents = agent::Entity::find()
+            .filter(agent::Column::WorkspaceId.eq(workspace_id))
+            .order_by_asc(agent::Column::CreatedAt)
+            .order_by_asc(agent::Column::Id)
+            .all(&self.db)
+            .await
+            .map_err(backend_err)?;
+        let ids: Vec<Uuid> = agents.iter().map(|a| a.id).collect();
+        let rows = agent_config::Entity::find()
+            .filter(agent_config::Column::AgentId.is_in(ids.iter().copied()))
+            .all(&self.db)
+            .await
+            .map_err(backend_err)?;
+        let mut by_id: std::collections::HashMap<Uuid, agent_config::Model> =
+            rows.into_iter().map(|r| (r.agent_id, r)).collect();
+        ids.into_iter()
+            .map(|id| {
+                by_id
+                    .remove(&id)
+                    .map_or(Ok(AgentConfigState::new(id)), ledger_row)
+            })
+            .collect()
     }
 }

@@ -1,11 +1,10 @@
 //! Agents and their registration tokens; the reload command.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use chrono::Utc;
-use nxmesh_core::error::{FieldErrorCode, ValidationErrors};
+use nxmesh_core::error::{ErrorBody, FieldErrorCode, ValidationErrors};
 use nxmesh_core::model::{
     Agent, AgentStateFilter, CreateRegistrationToken, RegistrationTokenCreated, ReloadResponse,
     Role, UpdateAgent,
@@ -16,6 +15,8 @@ use nxmesh_core::selector::LabelSelector;
 use nxmesh_core::storage::{AgentFilter, NewAgent};
 use nxmesh_core::validate::Validate;
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{ADMIN, ApiJson, ApiQuery, Auth, EDIT, Id};
@@ -26,23 +27,44 @@ use crate::state::AppState;
 /// Prefix of agent registration tokens (as in the specification's example).
 pub const REGISTRATION_TOKEN_PREFIX: &str = "nxmesh_agent_";
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/workspaces/{id}/agents", get(list))
-        .route("/workspaces/{id}/agents/tokens", post(create_token))
-        .route("/agents/{id}", get(read).patch(update).delete(remove))
-        .route("/agents/{id}/reload", post(reload))
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(create_token))
+        .routes(routes!(read, update, remove))
+        .routes(routes!(reload))
 }
 
 /// The query of the agent list.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// The page to return, starting at 1 (default 1).
     page: Option<u32>,
+    /// Items per page, 1 to 100 (default 20).
     per_page: Option<u32>,
+    /// Only agents in this state (default `all`).
+    #[param(value_type = Option<AgentStateFilter>)]
     state: Option<String>,
+    /// A Kubernetes-style label selector, for example `env=prod,tier!=edge`.
     label_selector: Option<String>,
 }
 
+/// The agents of a workspace, filtered by state and label selector (viewer).
+#[utoipa::path(
+    get,
+    path = "/workspaces/{workspace_id}/agents",
+    tag = "agents",
+    operation_id = "list_agents",
+    security(("bearer" = [])),
+    params(("workspace_id" = Uuid, Path, description = "The workspace's id."), ListQuery),
+    responses(
+        (status = 200, description = "A page of agents.", body = Page<Agent>),
+        (status = 401, description = "Authentication required.", body = ErrorBody),
+        (status = 404, description = "No such workspace, or the caller is not a member of its organization.", body = ErrorBody),
+        (status = 422, description = "Bad `page`, `per_page`, `state` or `label_selector`.", body = ErrorBody),
+    )
+)]
 async fn list(
     State(state): State<AppState>,
     auth: Auth,
@@ -94,6 +116,26 @@ async fn list(
     ))
 }
 
+/// Create an agent and its single-use registration token (admin).
+///
+/// The token is shown only in this answer; the agent uses it to register.
+#[utoipa::path(
+    post,
+    path = "/workspaces/{workspace_id}/agents/tokens",
+    tag = "agents",
+    operation_id = "create_registration_token",
+    security(("bearer" = [])),
+    params(("workspace_id" = Uuid, Path, description = "The workspace's id.")),
+    request_body = CreateRegistrationToken,
+    responses(
+        (status = 201, description = "Created.", body = RegistrationTokenCreated),
+        (status = 401, description = "Authentication required.", body = ErrorBody),
+        (status = 403, description = "The caller's role is too low.", body = ErrorBody),
+        (status = 404, description = "No such workspace, or the caller is not a member of its organization.", body = ErrorBody),
+        (status = 409, description = "An agent with this name exists in the workspace.", body = ErrorBody),
+        (status = 422, description = "Validation failed.", body = ErrorBody),
+    )
+)]
 async fn create_token(
     State(state): State<AppState>,
     auth: Auth,
@@ -133,10 +175,42 @@ async fn create_token(
     ))
 }
 
+/// One agent with its last reported health (viewer).
+#[utoipa::path(
+    get,
+    path = "/agents/{agent_id}",
+    tag = "agents",
+    operation_id = "get_agent",
+    security(("bearer" = [])),
+    params(("agent_id" = Uuid, Path, description = "The agent's id.")),
+    responses(
+        (status = 200, description = "The agent.", body = Agent),
+        (status = 401, description = "Authentication required.", body = ErrorBody),
+        (status = 404, description = "No such agent, or the caller is not a member of its organization.", body = ErrorBody),
+    )
+)]
 async fn read(State(state): State<AppState>, auth: Auth, Id(id): Id) -> ApiResult<Json<Agent>> {
     Ok(Json(state.agent(&auth, id, Role::Viewer).await?.0))
 }
 
+/// Rename an agent or replace its labels (editor).
+#[utoipa::path(
+    patch,
+    path = "/agents/{agent_id}",
+    tag = "agents",
+    operation_id = "update_agent",
+    security(("bearer" = [])),
+    params(("agent_id" = Uuid, Path, description = "The agent's id.")),
+    request_body = UpdateAgent,
+    responses(
+        (status = 200, description = "Updated.", body = Agent),
+        (status = 401, description = "Authentication required.", body = ErrorBody),
+        (status = 403, description = "The caller's role is too low.", body = ErrorBody),
+        (status = 404, description = "No such agent, or the caller is not a member of its organization.", body = ErrorBody),
+        (status = 409, description = "An agent with this name exists in the workspace.", body = ErrorBody),
+        (status = 422, description = "Validation failed.", body = ErrorBody),
+    )
+)]
 async fn update(
     State(state): State<AppState>,
     auth: Auth,
@@ -152,6 +226,21 @@ async fn update(
     Ok(Json(agent))
 }
 
+/// Delete an agent (admin).
+#[utoipa::path(
+    delete,
+    path = "/agents/{agent_id}",
+    tag = "agents",
+    operation_id = "delete_agent",
+    security(("bearer" = [])),
+    params(("agent_id" = Uuid, Path, description = "The agent's id.")),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 401, description = "Authentication required.", body = ErrorBody),
+        (status = 403, description = "The caller's role is too low.", body = ErrorBody),
+        (status = 404, description = "No such agent, or the caller is not a member of its organization.", body = ErrorBody),
+    )
+)]
 async fn remove(State(state): State<AppState>, auth: Auth, Id(id): Id) -> ApiResult<StatusCode> {
     let (_, ws) = state.agent(&auth, id, ADMIN).await?;
     state.store.delete_agent(id).await?;
@@ -161,6 +250,22 @@ async fn remove(State(state): State<AppState>, auth: Auth, Id(id): Id) -> ApiRes
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Ask a connected agent to reload nginx gracefully and wait for its answer (editor).
+#[utoipa::path(
+    post,
+    path = "/agents/{agent_id}/reload",
+    tag = "agents",
+    operation_id = "reload_agent",
+    security(("bearer" = [])),
+    params(("agent_id" = Uuid, Path, description = "The agent's id.")),
+    responses(
+        (status = 200, description = "The agent's answer.", body = ReloadResponse),
+        (status = 401, description = "Authentication required.", body = ErrorBody),
+        (status = 403, description = "The caller's role is too low.", body = ErrorBody),
+        (status = 404, description = "No such agent, or the caller is not a member of its organization.", body = ErrorBody),
+        (status = 503, description = "The agent is not connected, or did not answer in time.", body = ErrorBody),
+    )
+)]
 async fn reload(
     State(state): State<AppState>,
     auth: Auth,

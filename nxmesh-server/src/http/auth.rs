@@ -4,17 +4,19 @@
 use std::net::SocketAddr;
 
 use axum::Extension;
+use axum::Json;
 use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
 use chrono::Utc;
+use nxmesh_core::error::ErrorBody;
 use nxmesh_core::model::{
     ApiToken, ApiTokenCreated, CreateApiToken, LoginRequest, LogoutRequest, RefreshRequest,
     TokenResponse,
 };
 use nxmesh_core::storage::{NewApiToken, RefreshUse};
 use nxmesh_core::validate::Validate;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::error::{ApiError, ApiResult};
@@ -26,13 +28,13 @@ use crate::state::AppState;
 /// Prefix of refresh tokens.
 const REFRESH_PREFIX: &str = "nxr_";
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/auth/login", post(login))
-        .route("/auth/refresh", post(refresh))
-        .route("/auth/logout", post(logout))
-        .route("/auth/tokens", get(list_tokens).post(create_token))
-        .route("/auth/tokens/{id}", delete(revoke_token))
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(login))
+        .routes(routes!(refresh))
+        .routes(routes!(logout))
+        .routes(routes!(list_tokens, create_token))
+        .routes(routes!(revoke_token))
 }
 
 /// A new access token and refresh token of `family`.
@@ -52,6 +54,23 @@ async fn session(state: &AppState, user: Uuid, family: Uuid) -> ApiResult<TokenR
     })
 }
 
+/// Log in with email and password.
+///
+/// Public. Answers an access token (a JWT) and a single-use refresh token.
+/// Repeated failures for an account or an address are rate limited.
+#[utoipa::path(
+    post,
+    path = "/auth/login",
+    tag = "auth",
+    operation_id = "login",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Logged in.", body = TokenResponse),
+        (status = 401, description = "Wrong email or password.", body = ErrorBody),
+        (status = 422, description = "Malformed body.", body = ErrorBody),
+        (status = 429, description = "Too many failed logins; `Retry-After` says when to try again.", body = ErrorBody),
+    )
+)]
 async fn login(
     State(state): State<AppState>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
@@ -85,6 +104,22 @@ async fn login(
     Ok(Json(session(&state, user.id, Uuid::new_v4()).await?))
 }
 
+/// Exchange a refresh token for a new access token and refresh token.
+///
+/// Public. A refresh token is single-use: using one twice revokes the whole
+/// session.
+#[utoipa::path(
+    post,
+    path = "/auth/refresh",
+    tag = "auth",
+    operation_id = "refresh",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "A new session pair.", body = TokenResponse),
+        (status = 401, description = "Invalid, expired or reused refresh token.", body = ErrorBody),
+        (status = 422, description = "Malformed body.", body = ErrorBody),
+    )
+)]
 async fn refresh(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<RefreshRequest>,
@@ -110,6 +145,21 @@ async fn refresh(
     }
 }
 
+/// Log out: revoke the session of a refresh token.
+///
+/// Public (the refresh token is the credential).
+#[utoipa::path(
+    post,
+    path = "/auth/logout",
+    tag = "auth",
+    operation_id = "logout",
+    request_body = LogoutRequest,
+    responses(
+        (status = 204, description = "The session is revoked."),
+        (status = 401, description = "Invalid refresh token.", body = ErrorBody),
+        (status = 422, description = "Malformed body.", body = ErrorBody),
+    )
+)]
 async fn logout(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<LogoutRequest>,
@@ -123,10 +173,39 @@ async fn logout(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// List the caller's API tokens (never the secrets).
+#[utoipa::path(
+    get,
+    path = "/auth/tokens",
+    tag = "auth",
+    operation_id = "list_api_tokens",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller's API tokens.", body = Vec<ApiToken>),
+        (status = 401, description = "Authentication required.", body = ErrorBody),
+    )
+)]
 async fn list_tokens(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<Vec<ApiToken>>> {
     Ok(Json(state.store.list_api_tokens(auth.user_id()).await?))
 }
 
+/// Create an API token; the secret is returned once.
+///
+/// Only from a login session, not with another API token.
+#[utoipa::path(
+    post,
+    path = "/auth/tokens",
+    tag = "auth",
+    operation_id = "create_api_token",
+    security(("bearer" = [])),
+    request_body = CreateApiToken,
+    responses(
+        (status = 201, description = "Created; `token` is shown only now.", body = ApiTokenCreated),
+        (status = 401, description = "Authentication required.", body = ErrorBody),
+        (status = 403, description = "Called with an API token rather than a login session.", body = ErrorBody),
+        (status = 422, description = "Validation failed.", body = ErrorBody),
+    )
+)]
 async fn create_token(
     State(state): State<AppState>,
     auth: Auth,
@@ -161,6 +240,20 @@ async fn create_token(
     ))
 }
 
+/// Revoke one of the caller's API tokens.
+#[utoipa::path(
+    delete,
+    path = "/auth/tokens/{token_id}",
+    tag = "auth",
+    operation_id = "revoke_api_token",
+    security(("bearer" = [])),
+    params(("token_id" = Uuid, Path, description = "The API token's id.")),
+    responses(
+        (status = 204, description = "Revoked."),
+        (status = 401, description = "Authentication required.", body = ErrorBody),
+        (status = 404, description = "No such token of the caller.", body = ErrorBody),
+    )
+)]
 async fn revoke_token(
     State(state): State<AppState>,
     auth: Auth,

@@ -3,17 +3,18 @@
 //! `self_signed` are issued at once, `custom` uploads are checked. Private
 //! keys are sealed before they are stored and never returned.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
-use nxmesh_core::error::ValidationErrors;
+use nxmesh_core::error::{ErrorBody, ValidationErrors};
 use nxmesh_core::model::{
     Certificate, CertificateProvider, CertificateStatus, CreateCertificate, Role,
 };
 use nxmesh_core::pagination::{Page, PageParams};
 use nxmesh_core::storage::NewCertificate;
 use nxmesh_core::validate::Validate;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiQuery, Auth, EDIT, Id};
@@ -23,12 +24,27 @@ use crate::state::AppState;
 /// Lifetime of self-signed certificates, in days.
 const SELF_SIGNED_DAYS: i64 = 365;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/workspaces/{id}/certificates", get(list).post(create))
-        .route("/certificates/{id}", get(read).delete(remove))
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(read, remove))
 }
 
+/// The certificates of a workspace, without private keys (viewer).
+#[utoipa::path(
+    get,
+    path = "/workspaces/{workspace_id}/certificates",
+    tag = "certificates",
+    operation_id = "list_certificates",
+    security(("bearer" = [])),
+    params(("workspace_id" = Uuid, Path, description = "The workspace's id."), PageParams),
+    responses(
+        (status = 200, description = "A page of certificates.", body = Page<Certificate>),
+        (status = 401, description = "Authentication required.", body = ErrorBody),
+        (status = 404, description = "No such workspace, or the caller is not a member of its organization.", body = ErrorBody),
+        (status = 422, description = "Bad `page` or `per_page`.", body = ErrorBody),
+    )
+)]
 async fn list(
     State(state): State<AppState>,
     auth: Auth,
@@ -40,6 +56,26 @@ async fn list(
     Ok(Json(state.store.list_certificates(ws, page).await?))
 }
 
+/// Request (`letsencrypt`, starts `pending`), issue (`self_signed`) or upload (`custom`) a certificate (editor).
+///
+/// Private keys are sealed before they are stored and never returned.
+#[utoipa::path(
+    post,
+    path = "/workspaces/{workspace_id}/certificates",
+    tag = "certificates",
+    operation_id = "create_certificate",
+    security(("bearer" = [])),
+    params(("workspace_id" = Uuid, Path, description = "The workspace's id.")),
+    request_body = CreateCertificate,
+    responses(
+        (status = 201, description = "Created.", body = Certificate),
+        (status = 401, description = "Authentication required.", body = ErrorBody),
+        (status = 403, description = "The caller's role is too low.", body = ErrorBody),
+        (status = 404, description = "No such workspace, or the caller is not a member of its organization.", body = ErrorBody),
+        (status = 409, description = "A certificate for this domain exists in the workspace.", body = ErrorBody),
+        (status = 422, description = "Validation failed, or the uploaded certificate and key do not match the domain or each other.", body = ErrorBody),
+    )
+)]
 async fn create(
     State(state): State<AppState>,
     auth: Auth,
@@ -109,6 +145,20 @@ async fn create(
     Ok((StatusCode::CREATED, Json(cert)))
 }
 
+/// One certificate, without its private key (viewer).
+#[utoipa::path(
+    get,
+    path = "/certificates/{certificate_id}",
+    tag = "certificates",
+    operation_id = "get_certificate",
+    security(("bearer" = [])),
+    params(("certificate_id" = Uuid, Path, description = "The certificate's id.")),
+    responses(
+        (status = 200, description = "The certificate.", body = Certificate),
+        (status = 401, description = "Authentication required.", body = ErrorBody),
+        (status = 404, description = "No such certificate, or the caller is not a member of its organization.", body = ErrorBody),
+    )
+)]
 async fn read(
     State(state): State<AppState>,
     auth: Auth,
@@ -117,6 +167,22 @@ async fn read(
     Ok(Json(state.certificate(&auth, id, Role::Viewer).await?.0))
 }
 
+/// Delete a certificate (editor).
+#[utoipa::path(
+    delete,
+    path = "/certificates/{certificate_id}",
+    tag = "certificates",
+    operation_id = "delete_certificate",
+    security(("bearer" = [])),
+    params(("certificate_id" = Uuid, Path, description = "The certificate's id.")),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 401, description = "Authentication required.", body = ErrorBody),
+        (status = 403, description = "The caller's role is too low.", body = ErrorBody),
+        (status = 404, description = "No such certificate, or the caller is not a member of its organization.", body = ErrorBody),
+        (status = 409, description = "A virtual host still uses the certificate.", body = ErrorBody),
+    )
+)]
 async fn remove(State(state): State<AppState>, auth: Auth, Id(id): Id) -> ApiResult<StatusCode> {
     let (_, ws) = state.certificate(&auth, id, EDIT).await?;
     state.store.delete_certificate(id).await?;

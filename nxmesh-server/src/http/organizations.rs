@@ -1,39 +1,45 @@
 //! `/organizations`, their members and audit log.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
-use nxmesh_core::error::FieldErrorCode;
+use nxmesh_core::error::{ErrorBody, FieldErrorCode};
 use nxmesh_core::model::{
     AddMember, AuditEntry, CreateOrganization, Member, Organization, Role, UpdateMember,
     UpdateOrganization,
 };
 use nxmesh_core::pagination::{Page, PageParams};
 use nxmesh_core::validate::Validate;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{ADMIN, ApiJson, ApiQuery, Auth, Id, Ids};
 use crate::state::AppState;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/organizations", get(list).post(create))
-        .route(
-            "/organizations/{id}",
-            get(read).patch(update).delete(remove),
-        )
-        .route(
-            "/organizations/{id}/members",
-            get(list_members).post(add_member),
-        )
-        .route(
-            "/organizations/{id}/members/{user_id}",
-            axum::routing::patch(update_member).delete(remove_member),
-        )
-        .route("/organizations/{id}/audit-log", get(audit_log))
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(read, update, remove))
+        .routes(routes!(list_members, add_member))
+        .routes(routes!(update_member, remove_member))
+        .routes(routes!(audit_log))
 }
 
+/// The organizations the caller is a member of.
+#[utoipa::path(
+    get,
+    path = "/organizations",
+    tag = "organizations",
+    operation_id = "list_organizations",
+    security(("bearer" = [])),
+    params(PageParams),
+    responses(
+        (status = 200, description = "A page of organizations.", body = Page<Organization>),
+        (status = 401, description = "Authentication required.", body = ErrorBody),
+        (status = 422, description = "Bad `page` or `per_page`.", body = ErrorBody),
+    )
+)]
 async fn list(
     State(state): State<AppState>,
     auth: Auth,
@@ -51,6 +57,21 @@ async fn list(
     Ok(Json(state.store.list_organizations(&ids, page).await?))
 }
 
+/// Create an organization; the caller becomes its owner.
+#[utoipa::path(
+    post,
+    path = "/organizations",
+    tag = "organizations",
+    operation_id = "create_organization",
+    security(("bearer" = [])),
+    request_body = CreateOrganization,
+    responses(
+        (status = 201, description = "Created.", body = Organization),
+        (status = 401, description = "Authentication required.", body = ErrorBody),
+        (status = 409, description = "The slug is taken.", body = ErrorBody),
+        (status = 422, description = "Validation failed.", body = ErrorBody),
+    )
+)]
 async fn create(
     State(state): State<AppState>,
     auth: Auth,
@@ -68,6 +89,20 @@ async fn create(
     Ok((StatusCode::CREATED, Json(org)))
 }
 
+/// One organization (viewer).
+#[utoipa::path(
+    get,
+    path = "/organizations/{organization_id}",
+    tag = "organizations",
+    operation_id = "get_organization",
+    security(("bearer" = [])),
+    params(("organization_id" = Uuid, Path, description = "The organization's id.")),
+    responses(
+        (status = 200, description = "The organization.", body = Organization),
+        (status = 401, description = "Authentication required.", body = ErrorBody),
+        (status = 404, description = "No such organization, or the caller is not a member of its organization.", body = ErrorBody),
+    )
+)]
 async fn read(
     State(state): State<AppState>,
     auth: Auth,
@@ -85,6 +120,24 @@ async fn read(
     ))
 }
 
+/// Rename an organization (owner).
+#[utoipa::path(
+    patch,
+    path = "/organizations/{organization_id}",
+    tag = "organizations",
+    operation_id = "update_organization",
+    security(("bearer" = [])),
+    params(("organization_id" = Uuid, Path, description = "The organization's id.")),
+    request_body = UpdateOrganization,
+    responses(
+        (status = 200, description = "Updated.", body = Organization),
+        (status = 401, description = "Authentication required.", body = ErrorBody),
+        (status = 403, description = "The caller is not an owner.", body = ErrorBody),
+        (status = 404, description = "No such organization, or the caller is not a member of its organization.", body = ErrorBody),
+        (status = 409, description = "The slug is taken.", body = ErrorBody),
+        (status = 422, description = "Validation failed.", body = ErrorBody),
+    )
+)]
 async fn update(
     State(state): State<AppState>,
     auth: Auth,
@@ -102,6 +155,21 @@ async fn update(
     Ok(Json(org))
 }
 
+/// Delete an organization and everything in it (owner).
+#[utoipa::path(
+    delete,
+    path = "/organizations/{organization_id}",
+    tag = "organizations",
+    operation_id = "delete_organization",
+    security(("bearer" = [])),
+    params(("organization_id" = Uuid, Path, description = "The organization's id.")),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 401, description = "Authentication required.", body = ErrorBody),
+        (status = 403, description = "The caller is not an owner.", body = ErrorBody),
+        (status = 404, description = "No such organization, or the caller is not a member of its organization.", body = ErrorBody),
+    )
+)]
 async fn remove(State(state): State<AppState>, auth: Auth, Id(id): Id) -> ApiResult<StatusCode> {
     state
         .require(&auth, id, Role::Owner, "organization")
@@ -112,6 +180,21 @@ async fn remove(State(state): State<AppState>, auth: Auth, Id(id): Id) -> ApiRes
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The members of an organization (viewer).
+#[utoipa::path(
+    get,
+    path = "/organizations/{organization_id}/members",
+    tag = "organizations",
+    operation_id = "list_members",
+    security(("bearer" = [])),
+    params(("organization_id" = Uuid, Path, description = "The organization's id."), PageParams),
+    responses(
+        (status = 200, description = "A page of members.", body = Page<Member>),
+        (status = 401, description = "Authentication required.", body = ErrorBody),
+        (status = 404, description = "No such organization, or the caller is not a member of its organization.", body = ErrorBody),
+        (status = 422, description = "Bad `page` or `per_page`.", body = ErrorBody),
+    )
+)]
 async fn list_members(
     State(state): State<AppState>,
     auth: Auth,
@@ -161,6 +244,24 @@ async fn owners_left_after(
     }
 }
 
+/// Add a user to an organization by email or id (admin; only owners grant owner).
+#[utoipa::path(
+    post,
+    path = "/organizations/{organization_id}/members",
+    tag = "organizations",
+    operation_id = "add_member",
+    security(("bearer" = [])),
+    params(("organization_id" = Uuid, Path, description = "The organization's id.")),
+    request_body = AddMember,
+    responses(
+        (status = 201, description = "Added.", body = Member),
+        (status = 401, description = "Authentication required.", body = ErrorBody),
+        (status = 403, description = "The caller's role is too low.", body = ErrorBody),
+        (status = 404, description = "No such organization, or the caller is not a member of its organization.", body = ErrorBody),
+        (status = 409, description = "The user is already a member.", body = ErrorBody),
+        (status = 422, description = "Validation failed, or no such user.", body = ErrorBody),
+    )
+)]
 async fn add_member(
     State(state): State<AppState>,
     auth: Auth,
@@ -191,6 +292,24 @@ async fn add_member(
     Ok((StatusCode::CREATED, Json(m)))
 }
 
+/// Change a member's role (admin; only owners grant or take away owner).
+#[utoipa::path(
+    patch,
+    path = "/organizations/{organization_id}/members/{user_id}",
+    tag = "organizations",
+    operation_id = "update_member",
+    security(("bearer" = [])),
+    params(("organization_id" = Uuid, Path, description = "The organization's id."), ("user_id" = Uuid, Path, description = "The member's user id.")),
+    request_body = UpdateMember,
+    responses(
+        (status = 200, description = "Updated.", body = Member),
+        (status = 401, description = "Authentication required.", body = ErrorBody),
+        (status = 403, description = "The caller's role is too low.", body = ErrorBody),
+        (status = 404, description = "No such organization or member.", body = ErrorBody),
+        (status = 409, description = "An organization keeps at least one owner.", body = ErrorBody),
+        (status = 422, description = "Malformed body.", body = ErrorBody),
+    )
+)]
 async fn update_member(
     State(state): State<AppState>,
     auth: Auth,
@@ -217,6 +336,22 @@ async fn update_member(
     Ok(Json(m))
 }
 
+/// Remove a member (admin; only owners remove owners).
+#[utoipa::path(
+    delete,
+    path = "/organizations/{organization_id}/members/{user_id}",
+    tag = "organizations",
+    operation_id = "remove_member",
+    security(("bearer" = [])),
+    params(("organization_id" = Uuid, Path, description = "The organization's id."), ("user_id" = Uuid, Path, description = "The member's user id.")),
+    responses(
+        (status = 204, description = "Removed."),
+        (status = 401, description = "Authentication required.", body = ErrorBody),
+        (status = 403, description = "The caller's role is too low.", body = ErrorBody),
+        (status = 404, description = "No such organization or member.", body = ErrorBody),
+        (status = 409, description = "An organization keeps at least one owner.", body = ErrorBody),
+    )
+)]
 async fn remove_member(
     State(state): State<AppState>,
     auth: Auth,
@@ -239,6 +374,22 @@ async fn remove_member(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The organization's audit log, newest first (admin).
+#[utoipa::path(
+    get,
+    path = "/organizations/{organization_id}/audit-log",
+    tag = "organizations",
+    operation_id = "list_audit_log",
+    security(("bearer" = [])),
+    params(("organization_id" = Uuid, Path, description = "The organization's id."), PageParams),
+    responses(
+        (status = 200, description = "A page of audit entries.", body = Page<AuditEntry>),
+        (status = 401, description = "Authentication required.", body = ErrorBody),
+        (status = 403, description = "The caller's role is too low.", body = ErrorBody),
+        (status = 404, description = "No such organization, or the caller is not a member of its organization.", body = ErrorBody),
+        (status = 422, description = "Bad `page` or `per_page`.", body = ErrorBody),
+    )
+)]
 async fn audit_log(
     State(state): State<AppState>,
     auth: Auth,

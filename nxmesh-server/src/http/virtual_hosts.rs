@@ -1,28 +1,26 @@
 //! Virtual hosts: `/workspaces/{id}/virtual-hosts` and `/virtual-hosts/{id}`.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
-use nxmesh_core::error::{FieldErrorCode, ValidationErrors};
+use nxmesh_core::error::{ErrorBody, FieldErrorCode, ValidationErrors};
 use nxmesh_core::model::{
     CreateVirtualHost, Role, UpdateVirtualHost, VirtualHost, VirtualHostSpec,
 };
 use nxmesh_core::pagination::{Page, PageParams};
 use nxmesh_core::validate::Validate;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::error::ApiResult;
 use super::extract::{ApiJson, ApiQuery, Auth, EDIT, Id};
 use crate::state::AppState;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/workspaces/{id}/virtual-hosts", get(list).post(create))
-        .route(
-            "/virtual-hosts/{id}",
-            get(read).patch(update).delete(remove),
-        )
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(read, update, remove))
 }
 
 /// The upstreams and certificate a virtual host names must exist in its
@@ -54,6 +52,21 @@ async fn check_references(state: &AppState, ws: Uuid, spec: &VirtualHostSpec) ->
     Ok(errors.into_result()?)
 }
 
+/// The virtual hosts of a workspace (viewer).
+#[utoipa::path(
+    get,
+    path = "/workspaces/{workspace_id}/virtual-hosts",
+    tag = "virtual-hosts",
+    operation_id = "list_virtual_hosts",
+    security(("bearer" = [])),
+    params(("workspace_id" = Uuid, Path, description = "The workspace's id."), PageParams),
+    responses(
+        (status = 200, description = "A page of virtual hosts.", body = Page<VirtualHost>),
+        (status = 401, description = "Authentication required.", body = ErrorBody),
+        (status = 404, description = "No such workspace, or the caller is not a member of its organization.", body = ErrorBody),
+        (status = 422, description = "Bad `page` or `per_page`.", body = ErrorBody),
+    )
+)]
 async fn list(
     State(state): State<AppState>,
     auth: Auth,
@@ -65,6 +78,24 @@ async fn list(
     Ok(Json(state.store.list_virtual_hosts(ws, page).await?))
 }
 
+/// Create a virtual host (editor); its upstreams and certificate must be in the workspace.
+#[utoipa::path(
+    post,
+    path = "/workspaces/{workspace_id}/virtual-hosts",
+    tag = "virtual-hosts",
+    operation_id = "create_virtual_host",
+    security(("bearer" = [])),
+    params(("workspace_id" = Uuid, Path, description = "The workspace's id.")),
+    request_body = CreateVirtualHost,
+    responses(
+        (status = 201, description = "Created.", body = VirtualHost),
+        (status = 401, description = "Authentication required.", body = ErrorBody),
+        (status = 403, description = "The caller's role is too low.", body = ErrorBody),
+        (status = 404, description = "No such workspace, or the caller is not a member of its organization.", body = ErrorBody),
+        (status = 409, description = "A virtual host with this name exists in the workspace.", body = ErrorBody),
+        (status = 422, description = "Validation failed, or a referenced upstream or certificate is not in the workspace.", body = ErrorBody),
+    )
+)]
 async fn create(
     State(state): State<AppState>,
     auth: Auth,
@@ -89,6 +120,20 @@ async fn create(
     Ok((StatusCode::CREATED, Json(vh)))
 }
 
+/// One virtual host (viewer).
+#[utoipa::path(
+    get,
+    path = "/virtual-hosts/{virtual_host_id}",
+    tag = "virtual-hosts",
+    operation_id = "get_virtual_host",
+    security(("bearer" = [])),
+    params(("virtual_host_id" = Uuid, Path, description = "The virtual host's id.")),
+    responses(
+        (status = 200, description = "The virtual host.", body = VirtualHost),
+        (status = 401, description = "Authentication required.", body = ErrorBody),
+        (status = 404, description = "No such virtual host, or the caller is not a member of its organization.", body = ErrorBody),
+    )
+)]
 async fn read(
     State(state): State<AppState>,
     auth: Auth,
@@ -97,6 +142,24 @@ async fn read(
     Ok(Json(state.virtual_host(&auth, id, Role::Viewer).await?.0))
 }
 
+/// Change a virtual host (editor): fields present are replaced, `null` clears `ssl_certificate_id`.
+#[utoipa::path(
+    patch,
+    path = "/virtual-hosts/{virtual_host_id}",
+    tag = "virtual-hosts",
+    operation_id = "update_virtual_host",
+    security(("bearer" = [])),
+    params(("virtual_host_id" = Uuid, Path, description = "The virtual host's id.")),
+    request_body = UpdateVirtualHost,
+    responses(
+        (status = 200, description = "Updated.", body = VirtualHost),
+        (status = 401, description = "Authentication required.", body = ErrorBody),
+        (status = 403, description = "The caller's role is too low.", body = ErrorBody),
+        (status = 404, description = "No such virtual host, or the caller is not a member of its organization.", body = ErrorBody),
+        (status = 409, description = "A virtual host with this name exists in the workspace.", body = ErrorBody),
+        (status = 422, description = "Validation failed, or a referenced upstream or certificate is not in the workspace.", body = ErrorBody),
+    )
+)]
 async fn update(
     State(state): State<AppState>,
     auth: Auth,
@@ -113,6 +176,21 @@ async fn update(
     Ok(Json(vh))
 }
 
+/// Delete a virtual host (editor).
+#[utoipa::path(
+    delete,
+    path = "/virtual-hosts/{virtual_host_id}",
+    tag = "virtual-hosts",
+    operation_id = "delete_virtual_host",
+    security(("bearer" = [])),
+    params(("virtual_host_id" = Uuid, Path, description = "The virtual host's id.")),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 401, description = "Authentication required.", body = ErrorBody),
+        (status = 403, description = "The caller's role is too low.", body = ErrorBody),
+        (status = 404, description = "No such virtual host, or the caller is not a member of its organization.", body = ErrorBody),
+    )
+)]
 async fn remove(State(state): State<AppState>, auth: Auth, Id(id): Id) -> ApiResult<StatusCode> {
     let (_, ws) = state.virtual_host(&auth, id, EDIT).await?;
     state.store.delete_virtual_host(id).await?;

@@ -5,6 +5,7 @@
 
 mod access;
 mod api;
+mod conformance;
 mod durability;
 mod support;
 mod tokens;

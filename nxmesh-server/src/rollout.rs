@@ -1,0 +1,261 @@
+//! Rollout: turning changes of desired state into one `ConfigUpdate` per
+//! affected agent.
+//!
+//! Handlers report which agents a change affects; the coordinator
+//! coalesces bursts (a quiet period of about 100 ms, at most a bounded
+//! wait), bumps each affected agent's desired version in the ledger, and
+//! pushes the agent's complete configuration down its stream if it is
+//! connected here. Agents that are not affected receive nothing; an agent
+//! that is offline gets the latest version when it reconnects.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use nxmesh_core::config::{CertificateBundle, ConfigUpdate, UpstreamConfig, VirtualHostConfig};
+use nxmesh_core::model::{CertificateStatus, TargetAgents, VirtualHost};
+use nxmesh_core::pagination::PageParams;
+use nxmesh_core::protocol::MasterPayload;
+use nxmesh_core::storage::{Storage, StorageError};
+use nxmesh_core::transport::AgentSender;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use crate::fleet::Fleet;
+use crate::secrets::SecretBox;
+
+/// How long the coordinator waits for more changes before pushing.
+pub const QUIET_PERIOD: Duration = Duration::from_millis(100);
+/// The longest a change waits while changes keep coming.
+pub const MAX_WAIT: Duration = Duration::from_secs(2);
+
+/// The handle handlers use to report changes.
+#[derive(Debug, Clone)]
+pub struct Rollout {
+    tx: mpsc::UnboundedSender<Vec<Uuid>>,
+}
+
+impl Rollout {
+    /// Starts the coordinator task; it ends when every handle is dropped.
+    pub fn spawn(store: Arc<dyn Storage>, fleet: Arc<Fleet>, secrets: Arc<SecretBox>) -> Rollout {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let ctx = Context {
+            store,
+            fleet,
+            secrets,
+        };
+        tokio::spawn(coordinate(rx, ctx));
+        Rollout { tx }
+    }
+
+    /// Reports that the configuration of `agents` changed.
+    pub fn agents_changed(&self, agents: Vec<Uuid>) {
+        if !agents.is_empty() {
+            // The coordinator only stops when the master shuts down.
+            let _ = self.tx.send(agents);
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Context {
+    store: Arc<dyn Storage>,
+    fleet: Arc<Fleet>,
+    secrets: Arc<SecretBox>,
+}
+
+async fn coordinate(mut rx: mpsc::UnboundedReceiver<Vec<Uuid>>, ctx: Context) {
+    while let Some(first) = rx.recv().await {
+        let mut pending: BTreeSet<Uuid> = first.into_iter().collect();
+        let deadline = tokio::time::Instant::now() + MAX_WAIT;
+        loop {
+            tokio::select! {
+                more = rx.recv() => match more {
+                    Some(agents) => pending.extend(agents),
+                    None => break,
+                },
+                () = tokio::time::sleep(QUIET_PERIOD) => break,
+                () = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        let agents: Vec<Uuid> = pending.into_iter().collect();
+        if let Err(e) = push(&ctx, &agents).await {
+            tracing::error!(error = %e, agents = agents.len(), "rollout failed; agents converge when they reconnect");
+        }
+    }
+}
+
+async fn push(ctx: &Context, agents: &[Uuid]) -> Result<(), StorageError> {
+    let versions = ctx.store.bump_desired_versions(agents).await?;
+    for (agent, version) in versions {
+        if !ctx.fleet.is_connected(agent) {
+            continue;
+        }
+        match build_config(ctx.store.as_ref(), &ctx.secrets, agent, version).await {
+            Ok(update) => {
+                if let Err(e) = ctx
+                    .fleet
+                    .send(agent, MasterPayload::ConfigUpdate(Box::new(update)))
+                    .await
+                {
+                    tracing::debug!(%agent, error = %e, "agent went away before its update; it gets it on reconnect");
+                }
+            }
+            Err(e) => {
+                tracing::error!(%agent, error = %e, "could not build the agent's configuration")
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every virtual host of a workspace.
+async fn all_virtual_hosts(
+    store: &dyn Storage,
+    workspace: Uuid,
+) -> Result<Vec<VirtualHost>, StorageError> {
+    let mut out = Vec::new();
+    let mut page = PageParams {
+        page: 1,
+        per_page: 100,
+    };
+    loop {
+        let p = store.list_virtual_hosts(workspace, page).await?;
+        out.extend(p.data);
+        if !p.meta.has_next() {
+            return Ok(out);
+        }
+        page.page += 1;
+    }
+}
+
+/// The agents targeted by any of `targets` in the workspace.
+pub async fn targeted(
+    store: &dyn Storage,
+    workspace: Uuid,
+    targets: &[&TargetAgents],
+) -> Result<Vec<Uuid>, StorageError> {
+    let mut out = BTreeSet::new();
+    for t in targets {
+        out.extend(store.target_agents(workspace, t).await?);
+    }
+    Ok(out.into_iter().collect())
+}
+
+/// The agents serving a virtual host that uses the upstream or certificate.
+pub async fn targeted_by_reference(
+    store: &dyn Storage,
+    workspace: Uuid,
+    object: Uuid,
+) -> Result<Vec<Uuid>, StorageError> {
+    let vhosts = all_virtual_hosts(store, workspace).await?;
+    let users: Vec<&TargetAgents> = vhosts
+        .iter()
+        .filter(|v| {
+            v.spec.ssl_certificate_id == Some(object)
+                || v.spec
+                    .locations
+                    .iter()
+                    .any(|l| l.upstream_id == Some(object))
+        })
+        .map(|v| &v.target_agents)
+        .collect();
+    targeted(store, workspace, &users).await
+}
+
+/// The complete configuration of `agent` at `version`: the virtual hosts
+/// targeting it, the upstreams they use, the certificates they serve.
+/// A TLS virtual host whose certificate is not active yet is left out
+/// (and logged) rather than rendered without its certificate.
+pub async fn build_config(
+    store: &dyn Storage,
+    secrets: &SecretBox,
+    agent: Uuid,
+    version: i64,
+) -> Result<ConfigUpdate, StorageError> {
+    let a = store
+        .get_agent(agent)
+        .await?
+        .ok_or(StorageError::NotFound { what: "agent" })?;
+    let mut virtual_hosts = Vec::new();
+    let mut upstream_ids = BTreeSet::new();
+    let mut certificates = BTreeMap::new();
+    for vh in all_virtual_hosts(store, a.workspace_id).await? {
+        let selected = vh
+            .target_agents
+            .selector()
+            .ok()
+            .is_some_and(|s| s.is_none_or(|s| s.matches(&a.labels)));
+        if !selected {
+            continue;
+        }
+        if vh.spec.ssl_enabled {
+            let Some(cert_id) = vh.spec.ssl_certificate_id else {
+                continue;
+            };
+            let cert = store.get_certificate(cert_id).await?;
+            let material = store.certificate_material(cert_id).await?;
+            let (Some(cert), Some((pem, sealed))) = (cert, material) else {
+                tracing::warn!(virtual_host = %vh.id, "TLS virtual host left out: its certificate has no material yet");
+                continue;
+            };
+            if cert.status != CertificateStatus::Active {
+                tracing::warn!(virtual_host = %vh.id, status = ?cert.status, "TLS virtual host left out: certificate not active");
+                continue;
+            }
+            let key = secrets
+                .open(&sealed)
+                .map_err(|e| StorageError::Backend(Box::new(e)))?;
+            let private_key_pem =
+                String::from_utf8(key).map_err(|e| StorageError::Backend(Box::new(e)))?;
+            certificates.insert(
+                cert_id.to_string(),
+                CertificateBundle {
+                    id: cert_id,
+                    domain: cert.domain.clone(),
+                    certificate_pem: pem,
+                    private_key_pem,
+                    expires_at: cert.expires_at.unwrap_or_else(chrono::Utc::now),
+                },
+            );
+        }
+        upstream_ids.extend(vh.spec.locations.iter().filter_map(|l| l.upstream_id));
+        virtual_hosts.push(VirtualHostConfig {
+            id: vh.id,
+            spec: vh.spec,
+        });
+    }
+    let mut upstreams = Vec::new();
+    for id in upstream_ids {
+        if let Some(u) = store.get_upstream(id).await? {
+            upstreams.push(UpstreamConfig {
+                id: u.id,
+                spec: u.spec,
+            });
+        }
+    }
+    let mut update = ConfigUpdate {
+        config_id: String::new(),
+        version,
+        virtual_hosts,
+        upstreams,
+        certificates,
+        global_settings: Default::default(),
+    };
+    update.config_id = content_id(&update);
+    Ok(update)
+}
+
+/// A stable id for a configuration's content (not its version).
+fn content_id(update: &ConfigUpdate) -> String {
+    let mut h = Sha256::new();
+    let content = serde_json::json!({
+        "virtual_hosts": update.virtual_hosts,
+        "upstreams": update.upstreams,
+        "certificates": update.certificates.iter().map(|(k, c)| (k.clone(), c.certificate_pem.clone())).collect::<BTreeMap<_, _>>(),
+        "global_settings": update.global_settings,
+    });
+    h.update(content.to_string().as_bytes());
+    format!("cfg-{}", &hex::encode(h.finalize())[..16])
+}
