@@ -6,7 +6,7 @@
 //! create, get, list (pagination, order by creation), update and delete;
 //! `NotFound` and `Conflict`; cascades; agent registration; refresh-token
 //! rotation and reuse; API tokens; the audit log; metrics and access logs;
-//! the configuration ledger.
+//! the configuration ledger; and what must hold when callers race.
 //! The suites only use objects they create themselves (unique slugs, names
 //! and emails), so they may run one after another on one store, or each on
 //! a fresh store.
@@ -27,6 +27,7 @@
 //! [`run_all`] runs every suite in turn, for a binary or an example.
 
 mod agents;
+mod concurrency;
 mod ledger;
 mod resources;
 mod support;
@@ -40,6 +41,7 @@ use std::pin::Pin;
 use nxmesh_core::storage::Storage;
 
 pub use agents::{agent_filters, agent_registration, agent_state, agents};
+pub use concurrency::concurrency;
 pub use ledger::ledger;
 pub use resources::{certificates, upstreams, virtual_hosts};
 pub use support::metric_names;
@@ -82,6 +84,7 @@ suites!(
     metrics,
     access_logs,
     ledger,
+    concurrency,
 );
 
 /// Runs every suite of [`SUITES`] on `store`, in turn; panics on the first
@@ -126,6 +129,7 @@ macro_rules! conformance_tests {
             metrics,
             access_logs,
             ledger,
+            concurrency,
         );
     };
 }

@@ -13,8 +13,9 @@ use anyhow::{Context as _, bail};
 use clap::Parser;
 use nxmesh_server::auth::TokenKeys;
 use nxmesh_server::db::SeaStore;
+use nxmesh_server::grpc::{AgentService, AgentServiceSettings};
 use nxmesh_server::secrets::SecretBox;
-use nxmesh_server::{ApiSettings, AppState, bootstrap, http};
+use nxmesh_server::{ApiSettings, AppState, agent_tls, bootstrap, http};
 use tracing_subscriber::EnvFilter;
 
 /// The NxMesh master: desired state, REST API, agents.
@@ -25,9 +26,30 @@ struct Config {
     /// generated password; created (mode 0700) if absent.
     #[arg(long, env = "NXMESH_DATA_DIR", default_value = "nxmesh-data")]
     data_dir: PathBuf,
-    /// Address of the REST API.
+    /// Address of the REST API and the WebSocket event feed.
     #[arg(long, env = "NXMESH_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     http_addr: SocketAddr,
+    /// Address of the gRPC agent service (TLS).
+    #[arg(long, env = "NXMESH_GRPC_ADDR", default_value = "0.0.0.0:8443")]
+    grpc_addr: SocketAddr,
+    /// Names (DNS or IP) agents use to reach the master, written into the
+    /// serving certificate the master makes for itself, comma-separated.
+    #[arg(
+        long,
+        env = "NXMESH_GRPC_NAMES",
+        value_delimiter = ',',
+        default_value = "localhost,127.0.0.1"
+    )]
+    grpc_names: Vec<String>,
+    /// PEM certificate of the agent service (instead of the master's own CA).
+    #[arg(long, env = "NXMESH_GRPC_TLS_CERT", requires = "grpc_tls_key")]
+    grpc_tls_cert: Option<PathBuf>,
+    /// PEM key of `--grpc-tls-cert`.
+    #[arg(long, env = "NXMESH_GRPC_TLS_KEY", requires = "grpc_tls_cert")]
+    grpc_tls_key: Option<PathBuf>,
+    /// Seconds between the heartbeats agents must send (3 missed: offline).
+    #[arg(long, env = "NXMESH_HEARTBEAT_INTERVAL", default_value_t = 10)]
+    heartbeat_interval: u64,
     /// Database: `sqlite://PATH?mode=rwc` or `postgres://…`. Default: the
     /// SQLite file `nxmesh.db` in the data directory.
     #[arg(long, env = "DATABASE_URL")]
@@ -71,6 +93,12 @@ impl Config {
         }
         if self.rate_limit_per_minute == 0 {
             bail!("--rate-limit-per-minute must be positive");
+        }
+        if !(1..=300).contains(&self.heartbeat_interval) {
+            bail!("--heartbeat-interval must be between 1 and 300 seconds");
+        }
+        if self.grpc_names.iter().any(|n| n.trim().is_empty()) {
+            bail!("--grpc-names must not contain empty names");
         }
         Ok(())
     }
@@ -135,6 +163,16 @@ async fn main() -> anyhow::Result<()> {
         None => tracing::debug!("users exist; no first administrator created"),
     }
 
+    let identity = agent_tls::load_or_create(
+        &config.data_dir,
+        config
+            .grpc_tls_cert
+            .as_deref()
+            .zip(config.grpc_tls_key.as_deref()),
+        &config.grpc_names,
+    )
+    .context("preparing the agent service's TLS identity")?;
+
     let settings = ApiSettings {
         rate_limit_per_minute: config.rate_limit_per_minute,
         ..ApiSettings::default()
@@ -143,20 +181,50 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.http_addr)
         .await
         .with_context(|| format!("binding {}", config.http_addr))?;
-    tracing::info!(addr = %listener.local_addr()?, data_dir = %config.data_dir.display(), "NxMesh master listening: REST API at http://{}/v1", listener.local_addr()?);
-    axum::serve(
+    let grpc_listener = tokio::net::TcpListener::bind(config.grpc_addr)
+        .await
+        .with_context(|| format!("binding {}", config.grpc_addr))?;
+    let http_addr = listener.local_addr()?;
+    let grpc_addr = grpc_listener.local_addr()?;
+
+    let agents = AgentService::new(
+        state.clone(),
+        AgentServiceSettings {
+            heartbeat_interval: Duration::from_secs(config.heartbeat_interval),
+            ..AgentServiceSettings::default()
+        },
+    );
+    let tls = tonic::transport::ServerTlsConfig::new().identity(
+        tonic::transport::Identity::from_pem(&identity.certificate_pem, &identity.key_pem),
+    );
+    let grpc = tonic::transport::Server::builder()
+        .tls_config(tls)
+        .context("configuring TLS of the agent service")?
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .add_service(agents.into_server())
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
+            shutdown(),
+        );
+    let rest = axum::serve(
         listener,
         http::app(state).into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown())
-    .await
-    .context("serving")?;
+    .with_graceful_shutdown(shutdown());
+
+    tracing::info!(data_dir = %config.data_dir.display(), "NxMesh master: REST API at http://{http_addr}/v1, agents at https://{grpc_addr}");
+    if let Some(ca) = &identity.ca_path {
+        tracing::info!(ca = %ca.display(), "agents trust the master's CA in this file");
+    }
+    let (rest, grpc) = tokio::join!(rest, grpc);
+    rest.context("serving the REST API")?;
+    grpc.context("serving the agent service")?;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Resolves on SIGINT or SIGTERM; in-flight requests then get a bounded
-/// grace period.
+/// Resolves on SIGINT or SIGTERM (each server awaits its own copy);
+/// in-flight requests then get a bounded grace period.
 async fn shutdown() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {

@@ -168,6 +168,7 @@ pub struct Agent {
     pub capabilities: Vec<String>,
     /// Labels, matched by virtual hosts' label selectors.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, String>))]
     pub labels: Labels,
     /// The latest health report (only in `GET /agents/{id}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -186,6 +187,7 @@ pub struct CreateRegistrationToken {
     pub name: String,
     /// The agent's labels.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, String>))]
     pub labels: Labels,
     /// Hours until the token expires (1 to 720; default 24).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -246,6 +248,7 @@ pub struct UpdateAgent {
     pub name: Option<String>,
     /// New labels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<BTreeMap<String, String>>))]
     pub labels: Option<Labels>,
 }
 

@@ -44,7 +44,7 @@ struct ListQuery {
     /// Items per page, 1 to 100 (default 20).
     per_page: Option<u32>,
     /// Only agents in this state (default `all`).
-    #[param(value_type = Option<AgentStateFilter>)]
+    #[param(value_type = Option<AgentStateFilter>, inline)]
     state: Option<String>,
     /// A Kubernetes-style label selector, for example `env=prod,tier!=edge`.
     label_selector: Option<String>,

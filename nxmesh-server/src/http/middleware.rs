@@ -97,7 +97,11 @@ pub(crate) async fn authenticate(
     }
 }
 
-async fn principal(state: &AppState, token: &str, method: &Method) -> Result<Principal, ApiError> {
+pub(crate) async fn principal(
+    state: &AppState,
+    token: &str,
+    method: &Method,
+) -> Result<Principal, ApiError> {
     if token.starts_with(API_TOKEN_PREFIX) {
         let (api, owner) = state
             .store

@@ -4,7 +4,7 @@
 //!
 //! Feature modules build their routers with `utoipa_axum`'s
 //! `OpenApiRouter` from handlers annotated with `#[utoipa::path]`, so the
-//! routes served and the OpenAPI document ([`openapi`], served at
+//! routes served and the OpenAPI document ([`openapi()`], served at
 //! `/v1/openapi.json`) come from the same annotations and cannot drift.
 
 mod access;

@@ -25,6 +25,8 @@ fn start(data_dir: &std::path::Path, port: u16) -> Child {
         .arg(data_dir)
         .arg("--http-addr")
         .arg(format!("127.0.0.1:{port}"))
+        .arg("--grpc-addr")
+        .arg("127.0.0.1:0")
         .env("NXMESH_ADMIN_EMAIL", "admin@example.com")
         .env("NXMESH_ADMIN_PASSWORD", PASSWORD)
         .env("RUST_LOG", "warn")
@@ -144,6 +146,7 @@ fn first_start_just_works() {
     let mut server = Command::new(env!("CARGO_BIN_EXE_nxmesh-server"))
         .current_dir(&cwd)
         .env("NXMESH_HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .env("NXMESH_GRPC_ADDR", "127.0.0.1:0")
         .env_remove("NXMESH_ADMIN_PASSWORD")
         .env_remove("NXMESH_ADMIN_EMAIL")
         .env_remove("DATABASE_URL")
@@ -162,7 +165,13 @@ fn first_start_just_works() {
             & 0o777
     };
     assert_eq!(mode(""), 0o700);
-    for secret in ["initial-admin-password", "jwt-ed25519.pem", "secret.key"] {
+    for secret in [
+        "initial-admin-password",
+        "jwt-ed25519.pem",
+        "secret.key",
+        "agent-ca.key",
+        "agent-server.key",
+    ] {
         assert_eq!(mode(secret), 0o600, "{secret}");
     }
     let password = std::fs::read_to_string(data.join("initial-admin-password")).unwrap();

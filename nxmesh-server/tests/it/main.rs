@@ -7,5 +7,6 @@ mod access;
 mod api;
 mod conformance;
 mod durability;
+mod openapi;
 mod support;
 mod tokens;

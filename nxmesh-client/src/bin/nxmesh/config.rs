@@ -1,4 +1,5 @@
-//! `nxmesh config ...`: parse and format nginx configurations.
+//! `nxmesh config ...`: parse, format, render, lint and import nginx
+//! configurations.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -18,6 +19,47 @@ pub(crate) enum ConfigCommand {
     Parse(ParseArgs),
     /// Print a configuration file formatted.
     Fmt(FmtArgs),
+    /// Render a model (a `ConfigUpdate` as JSON or YAML) into an nginx
+    /// configuration tree, with the same generator the agent uses.
+    Render(RenderArgs),
+    /// Check a configuration (and its includes) for security problems.
+    /// Exits non-zero when a finding is of medium or high severity.
+    Lint(LintArgs),
+    /// Map a configuration's servers, locations and upstreams back to the
+    /// model; prints the model and a report of what did not map.
+    Import(ImportArgs),
+}
+
+/// Arguments of `nxmesh config render`.
+#[derive(Debug, Args)]
+pub(crate) struct RenderArgs {
+    /// The model: a JSON or YAML `ConfigUpdate` (by extension `.json`,
+    /// `.yaml`, `.yml`).
+    #[arg(long)]
+    model: PathBuf,
+    /// Directory to write the tree into (created; must be empty or absent).
+    #[arg(long)]
+    out: PathBuf,
+    /// The nginx version to render for.
+    #[arg(long)]
+    nginx_version: Option<String>,
+}
+
+/// Arguments of `nxmesh config lint`.
+#[derive(Debug, Args)]
+pub(crate) struct LintArgs {
+    /// The main configuration file.
+    file: PathBuf,
+    /// Print the findings as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `nxmesh config import`.
+#[derive(Debug, Args)]
+pub(crate) struct ImportArgs {
+    /// The main configuration file.
+    file: PathBuf,
 }
 
 /// Arguments of `nxmesh config parse`.
@@ -53,6 +95,9 @@ pub(crate) fn run(cmd: ConfigCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         ConfigCommand::Parse(args) => parse(&args),
         ConfigCommand::Fmt(args) => fmt(&args),
+        ConfigCommand::Render(args) => render(&args),
+        ConfigCommand::Lint(args) => lint(&args),
+        ConfigCommand::Import(args) => import(&args),
     }
 }
 
@@ -105,5 +150,127 @@ fn fmt(args: &FmtArgs) -> anyhow::Result<ExitCode> {
     let file = parser::parse_str(path, &text, &opts)?;
     let mut out = std::io::stdout().lock();
     out.write_all(parser::format(&file.nodes).as_bytes())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn render(args: &RenderArgs) -> anyhow::Result<ExitCode> {
+    use nxmesh_core::generator::{self, NginxVersion, RenderOptions};
+    let text = std::fs::read_to_string(&args.model)
+        .with_context(|| format!("reading {}", args.model.display()))?;
+    let yaml = matches!(
+        args.model.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml")
+    );
+    let update: nxmesh_core::config::ConfigUpdate = if yaml {
+        serde_yaml::from_str(&text)
+            .with_context(|| format!("{}: not a valid model", args.model.display()))?
+    } else {
+        serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a valid model", args.model.display()))?
+    };
+    let version = match &args.nginx_version {
+        Some(v) => v
+            .parse::<NginxVersion>()
+            .with_context(|| format!("--nginx-version {v}"))?,
+        None => generator::DEFAULT_NGINX_VERSION,
+    };
+    let rendered = match generator::render(&update, &RenderOptions::for_version(version)) {
+        Ok(r) => r,
+        Err(errors) => {
+            let mut err = std::io::stderr().lock();
+            writeln!(err, "nxmesh: the model cannot be rendered:")?;
+            for e in &errors.errors {
+                writeln!(err, "  {}: {} ({:?})", e.field, e.message, e.code)?;
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    if args.out.exists() && std::fs::read_dir(&args.out)?.next().is_some() {
+        anyhow::bail!(
+            "{} is not empty; render into a new or empty directory",
+            args.out.display()
+        );
+    }
+    for f in &rendered.files {
+        let path = args.out.join(&f.path);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        write_file(&path, &f.bytes, f.path.ends_with(".key"))?;
+    }
+    writeln!(
+        std::io::stdout().lock(),
+        "{} files, checksum {}",
+        rendered.files.len(),
+        rendered.checksum
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes a file; private keys get mode 0600 from the moment they exist.
+fn write_file(path: &std::path::Path, bytes: &[u8], private: bool) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    if private {
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(bytes)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+fn parse_from_disk<'a>(
+    arena: &'a SourceArena,
+    file: &std::path::Path,
+) -> anyhow::Result<parser::Tree<'a>> {
+    let main = path_str(file)?;
+    Ok(parser::parse_tree(
+        arena,
+        &FsSource,
+        main,
+        &ParseOptions::default(),
+    )?)
+}
+
+fn lint(args: &LintArgs) -> anyhow::Result<ExitCode> {
+    use nxmesh_core::lint::Severity;
+    let arena = SourceArena::new();
+    let tree = parse_from_disk(&arena, &args.file)?;
+    let findings = nxmesh_core::lint::lint(&tree);
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&findings)?)?;
+    } else {
+        for f in &findings {
+            writeln!(
+                out,
+                "{}:{}: {:?} {}: {}",
+                f.file, f.line, f.severity, f.id, f.message
+            )?;
+        }
+    }
+    Ok(if findings.iter().any(|f| f.severity >= Severity::Medium) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn import(args: &ImportArgs) -> anyhow::Result<ExitCode> {
+    let arena = SourceArena::new();
+    let tree = parse_from_disk(&arena, &args.file)?;
+    let imported = nxmesh_core::generator::import::import(
+        &tree,
+        &nxmesh_core::generator::RenderOptions::default(),
+    );
+    writeln!(
+        std::io::stdout().lock(),
+        "{}",
+        serde_json::to_string_pretty(&imported)?
+    )?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,3 @@
+//! Integration tests of the `nxmesh` command line.
+
+mod config;
