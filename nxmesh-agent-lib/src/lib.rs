@@ -41,6 +41,7 @@ mod credential;
 mod error;
 pub mod runtime;
 mod transport;
+mod unary;
 
 pub use backoff::BackoffConfig;
 pub use config::{AgentConfig, AgentIdentity, Timeouts};
@@ -51,6 +52,7 @@ pub use runtime::{
     ApplyOutcome, CommandHandler, ConfigApplier, HealthSource, Telemetry, TelemetrySource,
 };
 pub use transport::connect;
+pub use unary::{report_health, report_metrics};
 
 /// Re-exported so that embedders use the same cancellation type as [`run`].
 pub use tokio_util::sync::CancellationToken;

@@ -128,9 +128,10 @@ pub async fn concurrency(store: &dyn Storage) {
     }
 
     // Desired versions lose no increment.
+    let ids = [agent.id];
     let bumps = join_all(
         (0..RACERS)
-            .map(|_| -> Racer<'_, _> { Box::pin(store.bump_desired_versions(&[agent.id])) })
+            .map(|_| -> Racer<'_, _> { Box::pin(store.bump_desired_versions(&ids)) })
             .collect(),
     )
     .await;

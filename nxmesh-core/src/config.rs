@@ -157,10 +157,18 @@ impl Validate for ConfigUpdate {
                 );
             }
         }
+        let mut names = std::collections::BTreeSet::new();
         for (i, up) in self.upstreams.iter().enumerate() {
             let mut inner = ValidationErrors::default();
             up.spec.validate_into(&mut inner);
             prefix(&mut errors, &format!("upstreams[{i}]"), inner);
+            if !names.insert(up.spec.name.as_str()) {
+                errors.push(
+                    format!("upstreams[{i}].name"),
+                    FieldErrorCode::InvalidFormat,
+                    "duplicate upstream name",
+                );
+            }
         }
         for (key, cert) in &self.certificates {
             if *key != cert.id.to_string() {

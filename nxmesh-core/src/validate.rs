@@ -370,37 +370,6 @@ pub fn location_path(
     }
 }
 
-/// Whether every `$` in `s` starts a variable reference (`$name`, `$1` or
-/// `${name}`): a literal `$` would be expanded by nginx, so it is refused.
-pub fn dollars_are_variables(s: &str) -> bool {
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'$' {
-            let rest = &b[i + 1..];
-            let ident = |c: &u8| c.is_ascii_alphanumeric() || *c == b'_';
-            if rest.first() == Some(&b'{') {
-                let Some(close) = rest.iter().position(|c| *c == b'}') else {
-                    return false;
-                };
-                if close < 2 || !rest[1..close].iter().all(ident) {
-                    return false;
-                }
-                i += close + 2;
-                continue;
-            }
-            let n = rest.iter().take_while(|c| ident(c)).count();
-            if n == 0 {
-                return false;
-            }
-            i += n + 1;
-        } else {
-            i += 1;
-        }
-    }
-    true
-}
-
 /// An HTTP header name: letters, digits, `-`, `_` and `.`, at most 128.
 pub fn header_name(errors: &mut ValidationErrors, field: &str, s: &str) {
     if s.is_empty() {
@@ -420,12 +389,13 @@ pub fn header_name(errors: &mut ValidationErrors, field: &str, s: &str) {
 }
 
 /// An HTTP header value: no control characters (so no CR/LF/NUL), at most
-/// [`MAX_VALUE_LEN`] bytes, and `$` only as a variable reference.
+/// [`MAX_VALUE_LEN`] bytes, and `$` only as a reference to a known nginx
+/// variable that cannot carry CR/LF (nginx would expand a literal `$`).
 pub fn header_value(errors: &mut ValidationErrors, field: &str, s: &str) {
-    value_with_variables(errors, field, s);
+    value_with_variables(errors, field, s, false);
 }
 
-fn value_with_variables(errors: &mut ValidationErrors, field: &str, s: &str) {
+fn value_with_variables(errors: &mut ValidationErrors, field: &str, s: &str, captures: bool) {
     if s.len() > MAX_VALUE_LEN {
         errors.push(
             field,
@@ -438,12 +408,8 @@ fn value_with_variables(errors: &mut ValidationErrors, field: &str, s: &str) {
             Code::InvalidCharacter,
             "must not contain control characters (CR, LF, NUL, …)",
         );
-    } else if !dollars_are_variables(s) {
-        errors.push(
-            field,
-            Code::InvalidCharacter,
-            "'$' must start a variable ($name or ${name}); nginx would expand a literal '$'",
-        );
+    } else if let Err(why) = crate::generator::vars::check(s, captures) {
+        errors.push(field, Code::InvalidCharacter, why);
     }
 }
 
@@ -454,7 +420,7 @@ pub fn rewrite_replacement(errors: &mut ValidationErrors, field: &str, s: &str) 
     } else if s.contains(char::is_whitespace) {
         errors.push(field, Code::InvalidCharacter, "must not contain whitespace");
     } else {
-        value_with_variables(errors, field, s);
+        value_with_variables(errors, field, s, true);
     }
 }
 
@@ -768,12 +734,8 @@ pub fn custom_directives(
                 Code::InvalidCharacter,
                 "arguments must not contain control characters, quotes, '\\', '#', ';', '{' or '}'",
             );
-        } else if !dollars_are_variables(value) {
-            errors.push(
-                f,
-                Code::InvalidCharacter,
-                "'$' must start a variable ($name or ${name})",
-            );
+        } else if let Err(why) = crate::generator::vars::check(value, false) {
+            errors.push(f, Code::InvalidCharacter, why);
         }
     }
 }
@@ -793,10 +755,19 @@ mod tests {
 
     #[test]
     fn dollars() {
-        assert!(dollars_are_variables("$scheme://$host$1 ${x}y"));
-        assert!(!dollars_are_variables("cost $"));
-        assert!(!dollars_are_variables("a $ b"));
-        assert!(!dollars_are_variables("${}"));
-        assert!(!dollars_are_variables("${x"));
+        let ok = |s: &str, captures| {
+            let mut e = ValidationErrors::default();
+            value_with_variables(&mut e, "f", s, captures);
+            e.is_empty()
+        };
+        assert!(ok("$scheme://$host${request_uri}x", false));
+        assert!(ok("/new/$1", true));
+        assert!(!ok("/new/$1", false), "no capture without a regex");
+        assert!(!ok("costs $5", false));
+        assert!(!ok("cost $", false));
+        assert!(!ok("${}", false));
+        assert!(!ok("${x", false));
+        assert!(!ok("$foo", false), "unknown variable");
+        assert!(!ok("$uri", false), "may carry CR/LF");
     }
 }

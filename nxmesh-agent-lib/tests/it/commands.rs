@@ -40,3 +40,29 @@ async fn a_command_is_answered_with_the_same_id() {
     drop(conn);
     agent.stop().await;
 }
+
+#[tokio::test]
+async fn unary_reports_carry_the_credential_as_a_bearer_token() {
+    let mut master = FakeMaster::start().await;
+    let channel = nxmesh_agent_lib::connect(&master.url(), None, None, crate::support::WAIT)
+        .await
+        .unwrap();
+    let ack = nxmesh_agent_lib::report_health(channel.clone(), "cred-9", Default::default())
+        .await
+        .unwrap();
+    assert!(ack.success);
+    let batch = nxmesh_core::protocol::MetricsBatch {
+        timestamp: chrono::Utc::now(),
+        metrics: Vec::new(),
+    };
+    nxmesh_agent_lib::report_metrics(channel, "cred-9", batch)
+        .await
+        .unwrap();
+    for method in ["report_health", "report_metrics"] {
+        let call = crate::support::within("a unary call", master.unary.recv())
+            .await
+            .unwrap();
+        assert_eq!(call.method, method);
+        assert_eq!(call.authorization.as_deref(), Some("Bearer cred-9"));
+    }
+}

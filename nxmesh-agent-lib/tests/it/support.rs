@@ -134,6 +134,37 @@ impl Conn {
 
 struct Service {
     conns: mpsc::UnboundedSender<Conn>,
+    unary: mpsc::UnboundedSender<Unary>,
+}
+
+/// A unary call the fake master received.
+#[derive(Debug)]
+pub(crate) struct Unary {
+    /// `report_health` or `report_metrics`.
+    pub(crate) method: &'static str,
+    /// The `authorization` metadata, if any.
+    pub(crate) authorization: Option<String>,
+}
+
+fn record<T>(
+    tx: &mpsc::UnboundedSender<Unary>,
+    method: &'static str,
+    request: &Request<T>,
+) -> Result<Response<pb::Ack>, Status> {
+    let authorization = request
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let _ = tx.send(Unary {
+        method,
+        authorization,
+    });
+    Ok(Response::new(pb::Ack {
+        message_id: method.to_owned(),
+        success: true,
+        error_message: String::new(),
+    }))
 }
 
 #[async_trait]
@@ -171,16 +202,16 @@ impl AgentService for Service {
 
     async fn report_health(
         &self,
-        _request: Request<pb::HealthReport>,
+        request: Request<pb::HealthReport>,
     ) -> Result<Response<pb::Ack>, Status> {
-        Err(Status::unimplemented("not scripted"))
+        record(&self.unary, "report_health", &request)
     }
 
     async fn report_metrics(
         &self,
-        _request: Request<pb::MetricsBatch>,
+        request: Request<pb::MetricsBatch>,
     ) -> Result<Response<pb::Ack>, Status> {
-        Err(Status::unimplemented("not scripted"))
+        record(&self.unary, "report_metrics", &request)
     }
 }
 
@@ -189,6 +220,8 @@ pub(crate) struct FakeMaster {
     /// Where it listens.
     pub(crate) addr: SocketAddr,
     conns: mpsc::UnboundedReceiver<Conn>,
+    /// The unary calls received.
+    pub(crate) unary: mpsc::UnboundedReceiver<Unary>,
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<()>,
 }
@@ -204,6 +237,7 @@ impl FakeMaster {
         let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (conns_tx, conns) = mpsc::unbounded_channel();
+        let (unary_tx, unary) = mpsc::unbounded_channel();
         let (stop, stopped) = oneshot::channel::<()>();
         let mut builder = Server::builder();
         if let Some(identity) = identity {
@@ -211,7 +245,10 @@ impl FakeMaster {
                 .tls_config(ServerTlsConfig::new().identity(identity))
                 .unwrap();
         }
-        let router = builder.add_service(AgentServiceServer::new(Service { conns: conns_tx }));
+        let router = builder.add_service(AgentServiceServer::new(Service {
+            conns: conns_tx,
+            unary: unary_tx,
+        }));
         let server = tokio::spawn(async move {
             router
                 .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
@@ -223,6 +260,7 @@ impl FakeMaster {
         FakeMaster {
             addr,
             conns,
+            unary,
             stop: Some(stop),
             server,
         }

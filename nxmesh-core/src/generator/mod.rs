@@ -39,7 +39,7 @@
 pub mod import;
 mod options;
 mod tree;
-mod vars;
+pub(crate) mod vars;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;

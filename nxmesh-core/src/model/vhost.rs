@@ -188,6 +188,18 @@ impl Location {
         }
         if let Some(url) = &self.proxy_pass {
             validate::proxy_url(errors, &format!("{field}.proxy_pass"), url);
+            // nginx: "proxy_pass cannot have URI part in location given by
+            // regular expression, or inside named location".
+            let has_uri = url.splitn(4, '/').nth(3).is_some();
+            let regex_or_named =
+                self.modifier.is_some_and(LocationModifier::is_regex) || self.path.starts_with('@');
+            if has_uri && regex_or_named {
+                errors.push(
+                    format!("{field}.proxy_pass"),
+                    FieldErrorCode::NotAllowed,
+                    "a proxy_pass URL in a regex or named location cannot have a path (nginx refuses it)",
+                );
+            }
         }
         if let Some(root) = &self.root {
             validate::abs_path(errors, &format!("{field}.root"), root);
