@@ -13,7 +13,7 @@ PY=${NXMESH_PYTHON:-.venv/bin/python}
 # The machine is shared: print the load so the figures can be judged.
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
 out=$(cargo bench -p nxmesh-core --bench parse -- --warm-up-time 2 --measurement-time 5 'large-config(-cpu)?/parse$' 2>&1)
-echo "$out" | grep -E 'large-config|time:|thrpt:' | grep -v 'change'
+echo "$out" | grep -E '^large-config|^ +(time|thrpt):' | grep -v '%'
 # criterion prints `time: [low mean high]` with a unit; convert the mean to
 # seconds. The first `time:` line is the wall-time group, the second the
 # CPU-time group.

@@ -1,7 +1,9 @@
 //! A storage backend of your own: [`MemoryStore`] implements every storage
 //! trait of `nxmesh-core` in memory, and passes the whole storage
 //! conformance suite — the same one `SeaStore` passes on SQLite and
-//! PostgreSQL. Then it serves the REST API, to show that any `Storage` can.
+//! PostgreSQL — first every suite on one shared store, then each on a
+//! fresh one. Last, it is used as what `AppState` takes: an
+//! `Arc<dyn Storage>`.
 
 // An example reports what it did on standard output.
 #![allow(clippy::print_stdout)]

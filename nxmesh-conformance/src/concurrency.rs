@@ -48,10 +48,9 @@ async fn join_all<T>(mut futures: Vec<Racer<'_, T>>) -> Vec<T> {
 
 /// Racing callers: a registration token registers one agent; a refresh
 /// token is `Valid` once; concurrent `bump_desired_versions` lose no
-/// version; a slug is taken once; `set_member` on the same membership
-/// succeeds for everyone.
+/// version; a slug is taken once.
 pub async fn concurrency(store: &dyn Storage) {
-    let (o, w) = org_and_workspace(store).await;
+    let (_, w) = org_and_workspace(store).await;
 
     // Registration tokens are single-use.
     let new = new_agent(w.id, "racer", &[]);
@@ -175,8 +174,12 @@ pub async fn concurrency(store: &dyn Storage) {
             );
         }
     }
+}
 
-    // `set_member` adds or changes: racing on one membership never fails.
+/// `set_member` "adds (or changes)" a membership: callers racing on the
+/// same user and organization all succeed, and one membership results.
+pub async fn set_member_race(store: &dyn Storage) {
+    let o = org(store).await;
     let m = user(store).await;
     let roles = [Role::Viewer, Role::Editor, Role::Admin, Role::Owner];
     let sets = join_all(

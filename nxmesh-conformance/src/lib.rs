@@ -41,7 +41,7 @@ use std::pin::Pin;
 use nxmesh_core::storage::Storage;
 
 pub use agents::{agent_filters, agent_registration, agent_state, agents};
-pub use concurrency::concurrency;
+pub use concurrency::{concurrency, set_member_race};
 pub use ledger::ledger;
 pub use resources::{certificates, upstreams, virtual_hosts};
 pub use support::metric_names;
@@ -85,6 +85,7 @@ suites!(
     access_logs,
     ledger,
     concurrency,
+    set_member_race,
 );
 
 /// Runs every suite of [`SUITES`] on `store`, in turn; panics on the first
@@ -130,6 +131,7 @@ macro_rules! conformance_tests {
             access_logs,
             ledger,
             concurrency,
+            set_member_race,
         );
     };
 }

@@ -1,12 +1,15 @@
 //! Organizations and workspaces, and what deleting them removes.
 
+use nxmesh_core::model::{AccessLogEntry, AccessLogQuery, MetricsQuery};
 use nxmesh_core::model::{
     AuditEntry, CertificateProvider, CertificateStatus, CreateOrganization, CreateWorkspace, Role,
     TargetAgents, UpdateOrganization, UpdateWorkspace,
 };
+use nxmesh_core::protocol::{Metric, MetricType, MetricsBatch};
 use nxmesh_core::storage::{AgentFilter, NewCertificate, Storage};
 use uuid::Uuid;
 
+use crate::support::metric_names;
 use crate::support::*;
 
 /// `OrganizationStore`: create, get, list by ids (pagination in creation
@@ -395,6 +398,56 @@ async fn fill(store: &dyn Storage, workspace_id: Uuid) -> Contents {
             .await,
         "create_virtual_host",
     );
+    // Telemetry of the agent.
+    let t = now();
+    ok(
+        store
+            .insert_metrics(
+                agent.id,
+                &MetricsBatch {
+                    timestamp: t,
+                    metrics: vec![
+                        Metric {
+                            name: metric_names::REQUESTS.to_owned(),
+                            value: 10.0,
+                            timestamp: at(t, -20),
+                            labels: Default::default(),
+                            kind: MetricType::Counter,
+                        },
+                        Metric {
+                            name: metric_names::REQUESTS.to_owned(),
+                            value: 20.0,
+                            timestamp: at(t, -10),
+                            labels: Default::default(),
+                            kind: MetricType::Counter,
+                        },
+                    ],
+                },
+            )
+            .await,
+        "insert_metrics",
+    );
+    ok(
+        store
+            .insert_access_logs(&[AccessLogEntry {
+                id: Uuid::new_v4(),
+                agent_id: agent.id,
+                timestamp: at(t, -5),
+                remote_addr: "192.0.2.1".to_owned(),
+                method: "GET".to_owned(),
+                uri: "/".to_owned(),
+                protocol: "HTTP/1.1".to_owned(),
+                host: "example.com".to_owned(),
+                status: 200,
+                body_bytes_sent: 10,
+                response_time_ms: 1.0,
+                user_agent: None,
+                referer: None,
+                request_id: None,
+            }])
+            .await,
+        "insert_access_logs",
+    );
     Contents {
         agent: agent.id,
         credential,
@@ -462,6 +515,34 @@ async fn assert_gone(store: &dyn Storage, workspace_id: Uuid, c: &Contents) {
         "list_certificates",
     );
     assert_eq!(certs.meta.total, 0);
+    let logs = ok(
+        store
+            .query_access_logs(workspace_id, &AccessLogQuery::default())
+            .await,
+        "query_access_logs",
+    );
+    assert_eq!(
+        logs.meta.total, 0,
+        "the workspace's access logs are deleted"
+    );
+    let t = now();
+    let summary = ok(
+        store
+            .metrics_summary(
+                workspace_id,
+                None,
+                &MetricsQuery {
+                    from: at(t, -3600),
+                    to: at(t, 3600),
+                },
+            )
+            .await,
+        "metrics_summary",
+    );
+    assert_eq!(
+        summary.requests_total, 0,
+        "the workspace's metrics are deleted"
+    );
 }
 
 /// `delete_organization` removes "everything in it": workspaces and their

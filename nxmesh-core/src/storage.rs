@@ -485,7 +485,8 @@ pub trait LedgerStore: Send + Sync {
     /// and returns the new versions.
     async fn bump_desired_versions(&self, agent_ids: &[Uuid]) -> StorageResult<Vec<(Uuid, i64)>>;
     /// Records what an agent reported. The applied version only moves
-    /// forward: an older or duplicate report does not move it back.
+    /// forward: a report about a version older than the applied one changes
+    /// nothing (the row is returned as it is).
     async fn record_config_status(
         &self,
         agent_id: Uuid,

@@ -66,3 +66,65 @@ async fn unary_reports_carry_the_credential_as_a_bearer_token() {
         assert_eq!(call.authorization.as_deref(), Some("Bearer cred-9"));
     }
 }
+
+#[tokio::test]
+async fn telemetry_batches_go_up_the_stream() {
+    use std::collections::BTreeMap;
+
+    use nxmesh_agent_lib::Telemetry;
+    use nxmesh_core::protocol::{LogBatch, LogEntry, Metric, MetricType, MetricsBatch};
+    use nxmesh_proto::pb::agent_message::Payload as Up;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut master = FakeMaster::start().await;
+    let (applier, _calls) = FakeApplier::new(None);
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let source = std::sync::Arc::new(crate::support::ChannelTelemetry(tokio::sync::Mutex::new(
+        rx,
+    )));
+    let agent = Agent::start_with(
+        agent_config(vec![master.url()], dir.path(), Some("tok")),
+        applier,
+        Some(source),
+    );
+    let (mut conn, id) = registered(&mut master, 30).await;
+    let now = chrono::Utc::now();
+    tx.send(Telemetry::Metrics(MetricsBatch {
+        timestamp: now,
+        metrics: vec![Metric {
+            name: "nginx_requests_total".into(),
+            value: 12.0,
+            timestamp: now,
+            labels: BTreeMap::new(),
+            kind: MetricType::Counter,
+        }],
+    }))
+    .unwrap();
+    tx.send(Telemetry::Logs(LogBatch {
+        entries: vec![LogEntry {
+            timestamp: now,
+            level: "access".into(),
+            message: "GET / 200".into(),
+            fields: BTreeMap::new(),
+        }],
+    }))
+    .unwrap();
+    let m = conn.next_non_health().await;
+    let Up::Metrics(batch) = m else {
+        panic!("expected metrics, got {m:?}")
+    };
+    assert_eq!(batch.metrics[0].name, "nginx_requests_total");
+    let m = conn.next().await;
+    let m = if matches!(m.payload, Some(Up::Health(_))) {
+        conn.next().await
+    } else {
+        m
+    };
+    assert_eq!(m.agent_id, id.to_string());
+    let Some(Up::Logs(logs)) = m.payload else {
+        panic!("expected logs, got {m:?}")
+    };
+    assert_eq!(logs.entries[0].message, "GET / 200");
+    drop(conn);
+    agent.stop().await;
+}

@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use nxmesh_agent_lib::{
     AgentConfig, AgentIdentity, ApplyOutcome, BackoffConfig, CommandHandler, ConfigApplier,
-    FatalError, Handlers, HealthSource, Timeouts,
+    FatalError, Handlers, HealthSource, Telemetry, TelemetrySource, Timeouts,
 };
 use nxmesh_core::config::ConfigUpdate;
 use nxmesh_core::model::DeploymentMode;
@@ -405,11 +405,20 @@ pub(crate) struct Agent {
 impl Agent {
     /// Starts `run` with the fake runtime around `applier`.
     pub(crate) fn start(config: AgentConfig, applier: Arc<FakeApplier>) -> Self {
+        Self::start_with(config, applier, None)
+    }
+
+    /// Starts `run` with a telemetry source too.
+    pub(crate) fn start_with(
+        config: AgentConfig,
+        applier: Arc<FakeApplier>,
+        telemetry: Option<Arc<dyn TelemetrySource>>,
+    ) -> Self {
         let handlers = Handlers {
             applier,
             commands: Arc::new(FakeCommands),
             health: Arc::new(FakeHealth),
-            telemetry: None,
+            telemetry,
         };
         let shutdown = CancellationToken::new();
         let handle = tokio::spawn(nxmesh_agent_lib::run(config, handlers, shutdown.clone()));
@@ -448,4 +457,16 @@ pub(crate) async fn registered(master: &mut FakeMaster, interval_s: i64) -> (Con
         other => panic!("expected the first heartbeat, got {other:?}"),
     }
     (conn, id)
+}
+
+/// Telemetry the test feeds through a channel.
+pub(crate) struct ChannelTelemetry(
+    pub(crate) tokio::sync::Mutex<mpsc::UnboundedReceiver<Telemetry>>,
+);
+
+#[async_trait]
+impl TelemetrySource for ChannelTelemetry {
+    async fn next(&self) -> Option<Telemetry> {
+        self.0.lock().await.recv().await
+    }
 }

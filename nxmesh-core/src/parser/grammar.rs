@@ -229,10 +229,11 @@ struct FileParser<'a, 'c, 's> {
     errors: Vec<ParseError>,
     registry: Option<&'c mut Registry<'s>>,
     /// The entries of the open blocks, innermost last: a block's entries
-    /// are moved into a `Vec` of exactly their number when it closes, so
+    /// are moved into a slice of exactly their number when it closes, so
     /// the tree holds no spare capacity and no vector grows per block.
     nodes: Vec<Node<'a>>,
-    /// The arguments of the statement being read.
+    /// The arguments of the statement being read (likewise moved into an
+    /// exact slice when it ends).
     args: Vec<Arg<'a>>,
     /// The comments inside the statement being read.
     comments: Vec<Comment<'a>>,

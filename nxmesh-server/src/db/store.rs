@@ -1692,12 +1692,22 @@ impl LedgerStore for SeaStore {
             },
         };
         let applied = current.as_ref().map_or(0, |m| m.applied_version);
+        if let Some(m) = current.clone().filter(|_| status.version < applied) {
+            // A late report about a version older than the one applied (a
+            // buffered status after a reconnect) changes nothing.
+            txn.commit().await.map_err(backend_err)?;
+            return ledger_row(m);
+        }
         a.last_status = Set(Some(enum_str(&status.status)));
         a.updated_at = Set(Utc::now());
         match status.status {
-            ConfigApplyStatus::Success if status.version >= applied => {
+            ConfigApplyStatus::Success => {
+                // A confirmation of the version already applied keeps its
+                // original time.
+                if status.version > applied || current.as_ref().is_none_or(|m| m.applied_at.is_none()) {
+                    a.applied_at = Set(status.applied_at.or(Some(Utc::now())));
+                }
                 a.applied_version = Set(status.version);
-                a.applied_at = Set(status.applied_at.or(Some(Utc::now())));
                 a.config_checksum = Set(status.config_checksum.clone());
                 a.last_error = Set(None);
             }

@@ -207,7 +207,9 @@ fn text<'a>(v: &'a Value, key: &str) -> &'a str {
 /// Text with `code` spans: the descriptions use Markdown backticks.
 fn prose(s: &str) -> String {
     let mut out = String::new();
-    for (i, part) in esc(s).split('`').enumerate() {
+    // Rustdoc links (`[`Name`]`) read as plain code here.
+    let s = s.replace("[`", "`").replace("`]", "`");
+    for (i, part) in esc(&s).split('`').enumerate() {
         if i % 2 == 1 {
             let _ = write!(out, "<code>{part}</code>");
         } else {
@@ -253,7 +255,7 @@ fn type_html(s: &Value) -> String {
             },
             other => {
                 let format = text(s, "format");
-                if format.is_empty() {
+                if format.is_empty() || other == "null" {
                     esc(other)
                 } else {
                     format!("{} ({})", esc(other), esc(format))
@@ -358,6 +360,22 @@ fn operation_html(out: &mut String, method: &str, path: &str, op: &Value) {
     out.push_str("</section>");
 }
 
+/// The description of a property; a nullable reference carries it on the
+/// reference, inside `oneOf`.
+fn description_of(p: &Value) -> &str {
+    let own = text(p, "description");
+    if !own.is_empty() {
+        return own;
+    }
+    ["oneOf", "anyOf", "allOf"]
+        .iter()
+        .filter_map(|k| p.get(*k).and_then(Value::as_array))
+        .flatten()
+        .map(|v| text(v, "description"))
+        .find(|d| !d.is_empty())
+        .unwrap_or("")
+}
+
 /// One named schema.
 fn schema_html(out: &mut String, name: &str, s: &Value) {
     let _ = write!(
@@ -390,7 +408,7 @@ fn schema_html(out: &mut String, name: &str, s: &Value) {
                 } else {
                     "no"
                 },
-                prose(text(p, "description"))
+                prose(description_of(p))
             );
         }
         out.push_str("</table>");
