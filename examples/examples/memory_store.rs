@@ -1,6 +1,6 @@
 //! A storage backend of your own: [`MemoryStore`] implements every storage
 //! trait of `nxmesh-core` in memory, and passes the whole storage
-//! conformance suite — the same one `SeaStore` passes on SQLite and
+//! conformance suite — the same one `SeaStore` runs on SQLite and
 //! PostgreSQL — first every suite on one shared store, then each on a
 //! fresh one. Last, it is used as what `AppState` takes: an
 //! `Arc<dyn Storage>`.

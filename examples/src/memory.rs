@@ -916,13 +916,16 @@ impl TelemetryStore for MemoryStore {
     }
 }
 
+/// A counter series: agent, metric name, labels.
+type SeriesKey<'a> = (Uuid, &'a str, Vec<(&'a str, &'a str)>);
+
 /// The summary of samples sorted by time. Counters are cumulative per
 /// agent and label set: the window's value is their increase, and a drop
 /// (nginx restarted) counts from zero. The active-connections gauge is each
 /// agent's latest sample, summed over agents.
 fn summarize(rows: &[&MetricRow], query: &MetricsQuery) -> MetricsSummary {
     // (agent, name, labels) -> (last value, increase so far)
-    let mut series: BTreeMap<(Uuid, &str, Vec<(&str, &str)>), (f64, f64)> = BTreeMap::new();
+    let mut series: BTreeMap<SeriesKey<'_>, (f64, f64)> = BTreeMap::new();
     let mut active: BTreeMap<Uuid, f64> = BTreeMap::new();
     for r in rows {
         let m = &r.metric;

@@ -325,10 +325,15 @@ impl AgentService {
     }
 
     async fn on_status(&self, s: &mut Session, st: ConfigStatus) -> Result<(), StorageError> {
-        self.state
+        let row = self
+            .state
             .store
             .record_config_status(s.peer.agent.id, &st)
             .await?;
+        if st.version < row.applied_version {
+            // A late report about an older version: nothing to publish.
+            return Ok(());
+        }
         let duration_ms = s
             .pushed
             .remove(&st.version)

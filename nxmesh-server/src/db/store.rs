@@ -1704,7 +1704,9 @@ impl LedgerStore for SeaStore {
             ConfigApplyStatus::Success => {
                 // A confirmation of the version already applied keeps its
                 // original time.
-                if status.version > applied || current.as_ref().is_none_or(|m| m.applied_at.is_none()) {
+                if status.version > applied
+                    || current.as_ref().is_none_or(|m| m.applied_at.is_none())
+                {
                     a.applied_at = Set(status.applied_at.or(Some(Utc::now())));
                 }
                 a.applied_version = Set(status.version);

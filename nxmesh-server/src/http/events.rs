@@ -9,17 +9,19 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::Extension;
 use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::Method;
 use axum::response::Response;
-use axum::routing::get;
-use axum::{Extension, Router};
+use nxmesh_core::error::ErrorBody;
 use nxmesh_core::event::{ClientMessage, Subscription};
 use nxmesh_core::transport::{EventSubscriber as _, TransportError};
 use nxmesh_core::validate::Validate;
 use serde::Deserialize;
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::error::{ApiError, ApiResult};
@@ -32,15 +34,38 @@ const PONG_WITHIN: Duration = Duration::from_secs(75);
 const SEND_WITHIN: Duration = Duration::from_secs(10);
 const MEMBERSHIP_REFRESH: Duration = Duration::from_secs(30);
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/events", get(upgrade))
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(upgrade))
 }
 
-#[derive(Debug, Deserialize)]
+/// The query of the event feed.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct Query {
+    /// An access token or API token, for clients that cannot set the
+    /// `Authorization` header on a WebSocket request (browsers).
     token: Option<String>,
 }
 
+/// The WebSocket event feed of the workspaces the caller can see.
+///
+/// Upgrade with `Authorization: Bearer <token>` or `?token=<token>`. Send
+/// `{"action": "subscribe", "events": ["agent.*"], "filter":
+/// {"workspace_id": "..."}}` to narrow the feed; events arrive as JSON text
+/// messages (`Event` in the schemas). The server pings every 30 s.
+#[utoipa::path(
+    get,
+    path = "/events",
+    tag = "events",
+    operation_id = "event_feed",
+    security(("bearer" = [])),
+    params(Query),
+    responses(
+        (status = 101, description = "Switched to the WebSocket protocol."),
+        (status = 401, description = "Authentication required, or the token is invalid.", body = ErrorBody),
+        (status = 426, description = "Not a WebSocket upgrade request (plain-text body from the WebSocket layer)."),
+    )
+)]
 async fn upgrade(
     State(state): State<AppState>,
     header: Option<Extension<Principal>>,
@@ -50,7 +75,11 @@ async fn upgrade(
     let who = match (header, q.token) {
         (Some(Extension(p)), _) => p,
         (None, Some(token)) => principal(&state, &token, &Method::GET).await?,
-        (None, None) => return Err(ApiError::unauthorized("authentication required: ?token=… or Authorization")),
+        (None, None) => {
+            return Err(ApiError::unauthorized(
+                "authentication required: ?token=… or Authorization",
+            ));
+        }
     };
     Ok(ws.on_upgrade(move |socket| feed(state, who, socket)))
 }
@@ -66,12 +95,24 @@ async fn organizations(state: &AppState, user: Uuid) -> BTreeSet<Uuid> {
 }
 
 async fn send_json(socket: &mut WebSocket, value: &serde_json::Value) -> bool {
-    matches!(tokio::time::timeout(SEND_WITHIN, socket.send(Message::Text(value.to_string().into()))).await, Ok(Ok(())))
+    matches!(
+        tokio::time::timeout(
+            SEND_WITHIN,
+            socket.send(Message::Text(value.to_string().into()))
+        )
+        .await,
+        Ok(Ok(()))
+    )
 }
 
 /// Handles one client message; returns the new subscription or an error text.
-async fn subscribe(state: &AppState, orgs: &BTreeSet<Uuid>, text: &str) -> Result<Subscription, String> {
-    let ClientMessage::Subscribe(sub) = serde_json::from_str::<ClientMessage>(text).map_err(|e| format!("invalid message: {e}"))?;
+async fn subscribe(
+    state: &AppState,
+    orgs: &BTreeSet<Uuid>,
+    text: &str,
+) -> Result<Subscription, String> {
+    let ClientMessage::Subscribe(sub) =
+        serde_json::from_str::<ClientMessage>(text).map_err(|e| format!("invalid message: {e}"))?;
     sub.validate().map_err(|e| e.to_string())?;
     if let Some(ws) = sub.filter.as_ref().and_then(|f| f.workspace_id) {
         let visible = matches!(state.store.get_workspace(ws).await, Ok(Some(w)) if orgs.contains(&w.organization_id));
@@ -87,7 +128,10 @@ async fn feed(state: AppState, who: Principal, mut socket: WebSocket) {
     let mut events = state.events.subscribe();
     let mut orgs = organizations(&state, user).await;
     let mut refreshed = Instant::now();
-    let mut subscription = Subscription { events: vec!["*".to_owned()], filter: None };
+    let mut subscription = Subscription {
+        events: vec!["*".to_owned()],
+        filter: None,
+    };
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
     let mut last_pong = Instant::now();

@@ -12,6 +12,7 @@ mod agents;
 mod auth;
 mod certificates;
 pub mod error;
+mod events;
 pub mod extract;
 mod health;
 pub(crate) mod limits;
@@ -49,6 +50,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(upstreams::router())
         .merge(certificates::router())
         .merge(telemetry::router())
+        .merge(events::router())
         .merge(openapi::router())
 }
 

@@ -49,6 +49,7 @@ pub(crate) const BEARER: &str = "bearer";
         (name = "upstreams", description = "Upstreams of a workspace."),
         (name = "certificates", description = "TLS certificates of a workspace."),
         (name = "telemetry", description = "Metrics summaries and access logs."),
+        (name = "events", description = "The WebSocket event feed."),
         (name = "health", description = "Liveness and readiness."),
         (name = "meta", description = "This documentation."),
     )
