@@ -18,10 +18,20 @@
 //! [`conformance_tests!`] expands to one `#[tokio::test]` per suite, so that
 //! each backend gets granular tests:
 //!
-//! ```ignore
-//! mod sqlite {
-//!     nxmesh_conformance::conformance_tests!(my_store().await);
+//! ```no_run
+//! use std::sync::Arc;
+//!
+//! use nxmesh_core::storage::Storage;
+//!
+//! async fn my_store() -> Arc<dyn Storage> {
+//!     // Open a fresh instance of your backend here.
+//! #   panic!("only an example")
 //! }
+//!
+//! mod my_backend {
+//!     nxmesh_conformance::conformance_tests!(super::my_store().await);
+//! }
+//! # fn main() {}
 //! ```
 //!
 //! [`run_all`] runs every suite in turn, for a binary or an example.

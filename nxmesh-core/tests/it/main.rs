@@ -1,4 +1,7 @@
 //! Integration tests of `nxmesh-core`, one binary with a module per area.
+
+// Tests that need a tool which is missing outside CI say so on stderr.
+#![allow(clippy::print_stderr)]
 mod deps;
 mod generator;
 mod lint;

@@ -12,7 +12,6 @@ mod agents;
 mod auth;
 mod certificates;
 pub mod error;
-mod events;
 pub mod extract;
 mod health;
 pub(crate) mod limits;
@@ -50,7 +49,6 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(upstreams::router())
         .merge(certificates::router())
         .merge(telemetry::router())
-        .merge(events::router())
         .merge(openapi::router())
 }
 

@@ -4,7 +4,7 @@
 //! `#[utoipa::path]` annotation and every feature module builds its router
 //! with `utoipa_axum`'s `OpenApiRouter`, so the routes that are served and
 //! the paths that are documented come from the same annotations (see
-//! [`super::openapi`]). This module adds what the annotations do not say:
+//! [`super::openapi()`]). This module adds what the annotations do not say:
 //! the root (title, tags, the bearer security scheme) and the error
 //! responses that the middleware can give on any route. The docs page is
 //! rendered here, on the server, from the document itself: it loads nothing

@@ -1,7 +1,7 @@
 //! Integration tests of the reference master, on SQLite and on PostgreSQL.
 
 // Test helpers are `pub` for the test modules; nothing here is an API.
-#![allow(unreachable_pub)]
+#![allow(unreachable_pub, clippy::print_stderr)]
 
 mod access;
 mod api;
