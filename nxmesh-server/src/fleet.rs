@@ -68,6 +68,12 @@ impl Fleet {
         }
     }
 
+    /// Closes the stream of `agent_id`, whatever its generation (the agent
+    /// was deleted).
+    pub fn disconnect(&self, agent_id: Uuid) {
+        self.lock_agents().remove(&agent_id);
+    }
+
     /// How many agents have an open stream.
     pub fn connected(&self) -> usize {
         self.lock_agents().len()

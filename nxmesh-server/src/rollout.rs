@@ -259,3 +259,22 @@ fn content_id(update: &ConfigUpdate) -> String {
     h.update(content.to_string().as_bytes());
     format!("cfg-{}", &hex::encode(h.finalize())[..16])
 }
+
+impl crate::state::AppState {
+    /// Reports a change of desired state to the rollout: the agents
+    /// `affected` computes. The change itself is committed already; if the
+    /// affected agents cannot be computed now they converge when they next
+    /// reconnect, so this logs rather than fails the request.
+    pub(crate) async fn roll_out<F, Fut>(&self, what: &str, affected: F)
+    where
+        F: FnOnce(Arc<dyn Storage>) -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<Uuid>, StorageError>>,
+    {
+        match affected(self.store.clone()).await {
+            Ok(agents) => self.rollout.agents_changed(agents),
+            Err(e) => {
+                tracing::error!(error = %e, change = what, "could not compute the agents a change affects")
+            }
+        }
+    }
+}

@@ -91,6 +91,10 @@ fn db_err(what: &'static str) -> impl Fn(DbErr) -> StorageError {
         Some(SqlErr::UniqueConstraintViolation(_)) => StorageError::Conflict {
             what: format!("{what} already exists"),
         },
+        // A write naming a parent that does not exist (or was just deleted).
+        Some(SqlErr::ForeignKeyConstraintViolation(_)) => StorageError::NotFound {
+            what: "referenced object",
+        },
         _ => match e {
             DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => unavailable(e),
             other => backend(other),
@@ -557,7 +561,11 @@ impl AgentStore for SeaStore {
                     .all(&self.db)
                     .await
                     .map_err(backend)?;
-                let data = rows.into_iter().map(agent).collect::<Result<_, _>>()?;
+                // Health belongs to `get_agent`; lists leave it out.
+                let data = rows
+                    .into_iter()
+                    .map(|r| agent(r).map(|a| Agent { health: None, ..a }))
+                    .collect::<Result<_, _>>()?;
                 Ok(page_of(data, page, total))
             }
             Some(selector) => {
@@ -566,7 +574,10 @@ impl AgentStore for SeaStore {
                 let rows = q.all(&self.db).await.map_err(backend)?;
                 let mut matching = Vec::new();
                 for r in rows {
-                    let a = agent(r)?;
+                    let a = Agent {
+                        health: None,
+                        ..agent(r)?
+                    };
                     if selector.matches(&a.labels) {
                         matching.push(a);
                     }
@@ -682,7 +693,7 @@ impl AgentStore for SeaStore {
             .filter(agent::Column::TokenExpiresAt.gt(now))
             .exec(&self.db)
             .await
-            .map_err(backend)?;
+            .map_err(db_err("an agent with this credential"))?;
         if r.rows_affected != 1 {
             return Err(not_found("registration token"));
         }
@@ -1310,28 +1321,29 @@ impl UserStore for SeaStore {
             .await
             .map_err(backend)?
             .ok_or(not_found("user"))?;
-        let txn = self.db.begin().await.map_err(backend)?;
-        let existing = member::Entity::find_by_id((organization_id, user_id))
-            .one(&txn)
+        // One atomic upsert: concurrent calls for the same membership
+        // cannot conflict (PostgreSQL) or deadlock on a lock upgrade (SQLite).
+        let backend_kind = self.db.get_database_backend();
+        let stmt = Statement::from_sql_and_values(
+            backend_kind,
+            "INSERT INTO members (organization_id, user_id, role, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (organization_id, user_id) DO UPDATE SET role = excluded.role",
+            [
+                organization_id.into(),
+                user_id.into(),
+                role.as_str().into(),
+                Utc::now().into(),
+            ],
+        );
+        self.db
+            .execute_raw(stmt)
             .await
-            .map_err(backend)?;
-        let m = match existing {
-            Some(m) => {
-                let mut a: member::ActiveModel = m.into();
-                a.role = Set(role.as_str().to_owned());
-                a.update(&txn).await.map_err(backend)?
-            }
-            None => member::ActiveModel {
-                organization_id: Set(organization_id),
-                user_id: Set(user_id),
-                role: Set(role.as_str().to_owned()),
-                created_at: Set(Utc::now()),
-            }
-            .insert(&txn)
+            .map_err(db_err("membership"))?;
+        let m = member::Entity::find_by_id((organization_id, user_id))
+            .one(&self.db)
             .await
-            .map_err(db_err("membership"))?,
-        };
-        txn.commit().await.map_err(backend)?;
+            .map_err(backend)?
+            .ok_or(not_found("member"))?;
         Ok(Member {
             user_id,
             email: u.email,
@@ -1567,7 +1579,7 @@ impl AuditStore for SeaStore {
         }
         .insert(&self.db)
         .await
-        .map_err(backend)?;
+        .map_err(db_err("audit entry"))?;
         Ok(())
     }
 
@@ -1659,7 +1671,7 @@ impl LedgerStore for SeaStore {
             let row = txn
                 .query_one_raw(stmt)
                 .await
-                .map_err(backend_err)?
+                .map_err(db_err("ledger row"))?
                 .ok_or(not_found("agent"))?;
             let v: i64 = row.try_get("", "desired_version").map_err(backend_err)?;
             out.push((*id, v));

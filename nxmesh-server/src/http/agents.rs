@@ -220,6 +220,10 @@ async fn update(
     let (_, ws) = state.agent(&auth, id, EDIT).await?;
     req.validate()?;
     let agent = state.store.update_agent(id, &req).await?;
+    if req.labels.is_some() {
+        // Its labels decide which virtual hosts target it.
+        state.rollout.agents_changed(vec![id]);
+    }
     state
         .audit(&auth, ws.organization_id, "agent.update", Some(id))
         .await;
@@ -244,6 +248,8 @@ async fn update(
 async fn remove(State(state): State<AppState>, auth: Auth, Id(id): Id) -> ApiResult<StatusCode> {
     let (_, ws) = state.agent(&auth, id, ADMIN).await?;
     state.store.delete_agent(id).await?;
+    // Its credential is revoked with it; close its stream, if any.
+    state.fleet.disconnect(id);
     state
         .audit(&auth, ws.organization_id, "agent.delete", Some(id))
         .await;

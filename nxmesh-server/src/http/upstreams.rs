@@ -12,6 +12,7 @@ use utoipa_axum::routes;
 
 use super::error::ApiResult;
 use super::extract::{ApiJson, ApiQuery, Auth, EDIT, Id};
+use crate::rollout::targeted_by_reference;
 use crate::state::AppState;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
@@ -129,6 +130,12 @@ async fn update(
     let (current, ws) = state.upstream(&auth, id, EDIT).await?;
     let spec = req.apply_to(&current.spec)?;
     let up = state.store.update_upstream(id, &spec).await?;
+    let ws_id = ws.id;
+    state
+        .roll_out("upstream.update", |store| async move {
+            targeted_by_reference(store.as_ref(), ws_id, id).await
+        })
+        .await;
     state
         .audit(&auth, ws.organization_id, "upstream.update", Some(id))
         .await;

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use super::error::ApiResult;
 use super::extract::{ApiJson, ApiQuery, Auth, EDIT, Id};
+use crate::rollout::targeted;
 use crate::state::AppState;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
@@ -109,6 +110,12 @@ async fn create(
         .store
         .create_virtual_host(ws, &req.spec, &req.target_agents)
         .await?;
+    let target = req.target_agents.clone();
+    state
+        .roll_out("virtual_host.create", |store| async move {
+            targeted(store.as_ref(), ws, &[&target]).await
+        })
+        .await;
     state
         .audit(
             &auth,
@@ -170,6 +177,12 @@ async fn update(
     let (spec, target) = req.apply_to(&current)?;
     check_references(&state, ws.id, &spec).await?;
     let vh = state.store.update_virtual_host(id, &spec, &target).await?;
+    let (before, after, ws_id) = (current.target_agents.clone(), target.clone(), ws.id);
+    state
+        .roll_out("virtual_host.update", |store| async move {
+            targeted(store.as_ref(), ws_id, &[&before, &after]).await
+        })
+        .await;
     state
         .audit(&auth, ws.organization_id, "virtual_host.update", Some(id))
         .await;
@@ -192,8 +205,14 @@ async fn update(
     )
 )]
 async fn remove(State(state): State<AppState>, auth: Auth, Id(id): Id) -> ApiResult<StatusCode> {
-    let (_, ws) = state.virtual_host(&auth, id, EDIT).await?;
+    let (current, ws) = state.virtual_host(&auth, id, EDIT).await?;
     state.store.delete_virtual_host(id).await?;
+    let (before, ws_id) = (current.target_agents.clone(), ws.id);
+    state
+        .roll_out("virtual_host.delete", |store| async move {
+            targeted(store.as_ref(), ws_id, &[&before]).await
+        })
+        .await;
     state
         .audit(&auth, ws.organization_id, "virtual_host.delete", Some(id))
         .await;
