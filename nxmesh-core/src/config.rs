@@ -204,6 +204,7 @@ fn prefix(errors: &mut ValidationErrors, prefix: &str, inner: ValidationErrors) 
 }
 
 /// Where an apply is (`ConfigApplyStatus` of the protocol).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ConfigApplyStatus {

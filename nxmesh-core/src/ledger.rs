@@ -10,6 +10,7 @@ use crate::config::ConfigApplyStatus;
 use crate::model::Timestamp;
 
 /// One agent's row of the ledger.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentConfigState {
     /// The agent.
@@ -23,6 +24,7 @@ pub struct AgentConfigState {
     /// The error of the last failed apply.
     pub last_error: Option<String>,
     /// When the applied version was applied.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub applied_at: Option<Timestamp>,
     /// Checksum of the tree the agent serves.
     pub config_checksum: Option<String>,
@@ -57,6 +59,7 @@ impl AgentConfigState {
 }
 
 /// Counts over a workspace's ledger.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct RolloutSummary {
     /// Agents in the workspace.
@@ -70,6 +73,7 @@ pub struct RolloutSummary {
 }
 
 /// `GET /v1/workspaces/{id}/rollout`: per-agent rows and a summary.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RolloutStatus {
     /// The counts.

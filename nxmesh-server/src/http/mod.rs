@@ -12,12 +12,14 @@ mod agents;
 mod auth;
 mod certificates;
 pub mod error;
+mod events;
 pub mod extract;
 mod health;
 pub(crate) mod limits;
 mod middleware;
 mod openapi;
 mod organizations;
+mod rollout;
 mod telemetry;
 mod upstreams;
 mod users;
@@ -49,6 +51,8 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(upstreams::router())
         .merge(certificates::router())
         .merge(telemetry::router())
+        .merge(events::router())
+        .merge(rollout::router())
         .merge(openapi::router())
 }
 

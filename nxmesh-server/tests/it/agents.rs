@@ -10,8 +10,9 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use nxmesh_core::config::{ConfigApplyStatus, ConfigStatus};
 use nxmesh_core::model::DeploymentMode;
 use nxmesh_core::protocol::{
-    AgentAuth, AgentMessage, AgentPayload, AppliedConfig, CommandKind, CommandResult, HealthReport, LogBatch, LogEntry,
-    MasterMessage, MasterPayload, NginxStatus, RegistrationRequest, RegistrationResponse,
+    AgentAuth, AgentMessage, AgentPayload, AppliedConfig, CommandKind, CommandResult, HealthReport,
+    LogBatch, LogEntry, MasterMessage, MasterPayload, NginxStatus, RegistrationRequest,
+    RegistrationResponse,
 };
 use nxmesh_proto::pb;
 use nxmesh_proto::pb::agent_service_client::AgentServiceClient;
@@ -29,7 +30,13 @@ use crate::support::{App, Backend, id};
 async fn grpc(app: &App, heartbeat: Duration) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let svc = AgentService::new(app.state.clone(), AgentServiceSettings { heartbeat_interval: heartbeat, admissions_per_second: 1000 });
+    let svc = AgentService::new(
+        app.state.clone(),
+        AgentServiceSettings {
+            heartbeat_interval: heartbeat,
+            admissions_per_second: 1000,
+        },
+    );
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(svc.into_server())
@@ -46,7 +53,12 @@ struct TestAgent {
 }
 
 fn message(agent: Option<Uuid>, payload: AgentPayload) -> pb::AgentMessage {
-    AgentMessage { agent_id: agent, timestamp: chrono::Utc::now(), payload }.into()
+    AgentMessage {
+        agent_id: agent,
+        timestamp: chrono::Utc::now(),
+        payload,
+    }
+    .into()
 }
 
 fn registration(auth: AgentAuth, hostname: &str, applied: Option<AppliedConfig>) -> AgentPayload {
@@ -63,20 +75,57 @@ fn registration(auth: AgentAuth, hostname: &str, applied: Option<AppliedConfig>)
 }
 
 /// Opens a stream and registers; returns the agent, or the refusal.
-async fn connect(url: &str, auth: AgentAuth, applied: Option<AppliedConfig>) -> Result<(TestAgent, Option<String>), (String, tonic::Status)> {
-    let channel = Channel::from_shared(url.to_owned()).unwrap().connect().await.unwrap();
+async fn connect(
+    url: &str,
+    auth: AgentAuth,
+    applied: Option<AppliedConfig>,
+) -> Result<(TestAgent, Option<String>), (String, tonic::Status)> {
+    let channel = Channel::from_shared(url.to_owned())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
     let mut client = AgentServiceClient::new(channel);
     let (tx, rx) = mpsc::channel(16);
-    tx.send(message(None, registration(auth, "web-01.internal", applied))).await.unwrap();
-    let mut inbound = client.stream(ReceiverStream::new(rx)).await.unwrap().into_inner();
-    let first: MasterMessage = inbound.message().await.unwrap().unwrap().try_into().unwrap();
+    tx.send(message(
+        None,
+        registration(auth, "web-01.internal", applied),
+    ))
+    .await
+    .unwrap();
+    let mut inbound = client
+        .stream(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let first: MasterMessage = inbound
+        .message()
+        .await
+        .unwrap()
+        .unwrap()
+        .try_into()
+        .unwrap();
     match first.payload {
-        MasterPayload::RegistrationResponse(RegistrationResponse::Accepted { agent_id, heartbeat_interval_seconds, agent_credential }) => {
+        MasterPayload::RegistrationResponse(RegistrationResponse::Accepted {
+            agent_id,
+            heartbeat_interval_seconds,
+            agent_credential,
+        }) => {
             assert!(heartbeat_interval_seconds > 0);
-            Ok((TestAgent { tx, rx: inbound, id: agent_id }, agent_credential))
+            Ok((
+                TestAgent {
+                    tx,
+                    rx: inbound,
+                    id: agent_id,
+                },
+                agent_credential,
+            ))
         }
         MasterPayload::RegistrationResponse(RegistrationResponse::Rejected { error_message }) => {
-            let status = inbound.message().await.expect_err("a refusal ends the stream with a status");
+            let status = inbound
+                .message()
+                .await
+                .expect_err("a refusal ends the stream with a status");
             Err((error_message, status))
         }
         other => panic!("expected a registration response, got {other:?}"),
@@ -98,7 +147,14 @@ impl TestAgent {
 
     async fn healthy(&self) {
         self.send(AgentPayload::Health(HealthReport {
-            nginx: NginxStatus { is_running: true, pid: 42, uptime_seconds: 10, active_connections: 3, total_requests: 100, requests_per_second: 1.5 },
+            nginx: NginxStatus {
+                is_running: true,
+                pid: 42,
+                uptime_seconds: 10,
+                active_connections: 3,
+                total_requests: 100,
+                requests_per_second: 1.5,
+            },
             ..HealthReport::default()
         }))
         .await;
@@ -106,7 +162,14 @@ impl TestAgent {
 }
 
 async fn token(app: &App, ws: Uuid, name: &str, labels: Value) -> String {
-    let t = app.post(&format!("/v1/workspaces/{ws}/agents/tokens"), &app.admin, json!({"name": name, "labels": labels})).await.ok(201);
+    let t = app
+        .post(
+            &format!("/v1/workspaces/{ws}/agents/tokens"),
+            &app.admin,
+            json!({"name": name, "labels": labels}),
+        )
+        .await
+        .ok(201);
     t["token"].as_str().unwrap().to_owned()
 }
 
@@ -132,12 +195,17 @@ async fn registration_credentials_and_revocation() {
     let (_, ws) = app.org_and_workspace(&app.admin, "acme").await;
     let tok = token(&app, ws, "web-01", json!({"env": "production"})).await;
 
-    let (agent, credential) = connect(&url, AgentAuth::Token(tok.clone()), None).await.expect("registration with a fresh token");
+    let (agent, credential) = connect(&url, AgentAuth::Token(tok.clone()), None)
+        .await
+        .expect("registration with a fresh token");
     let credential = credential.expect("first registration returns a credential");
     assert!(credential.starts_with("nxmesh_cred_"));
     agent.healthy().await;
     let path = format!("/v1/agents/{}", agent.id);
-    eventually("agent online with health", || async { app.get(&path, &app.admin).await.body["health"]["nginx_status"] == "running" }).await;
+    eventually("agent online with health", || async {
+        app.get(&path, &app.admin).await.body["health"]["nginx_status"] == "running"
+    })
+    .await;
     let a = app.get(&path, &app.admin).await.ok(200);
     assert_eq!(a["state"], "online");
     assert_eq!(a["hostname"], "web-01.internal");
@@ -145,19 +213,27 @@ async fn registration_credentials_and_revocation() {
     assert!(a["last_seen_at"].is_string());
 
     // The token is single-use.
-    let (message, status) = connect(&url, AgentAuth::Token(tok), None).await.err().expect("token reuse is refused");
+    let (message, status) = connect(&url, AgentAuth::Token(tok), None)
+        .await
+        .err()
+        .expect("token reuse is refused");
     assert_eq!(status.code(), tonic::Code::FailedPrecondition);
     assert!(message.contains("token"), "{message}");
 
     // The credential resumes, without a new credential.
     drop(agent);
-    let (again, none) = connect(&url, AgentAuth::Credential(credential.clone()), None).await.expect("resume with the credential");
+    let (again, none) = connect(&url, AgentAuth::Credential(credential.clone()), None)
+        .await
+        .expect("resume with the credential");
     assert!(none.is_none());
     drop(again);
 
     // A deleted agent's credential is refused.
     app.delete(&path, &app.admin).await.ok(204);
-    let (_, status) = connect(&url, AgentAuth::Credential(credential), None).await.err().expect("deleted agents are refused");
+    let (_, status) = connect(&url, AgentAuth::Credential(credential), None)
+        .await
+        .err()
+        .expect("deleted agents are refused");
     assert_eq!(status.code(), tonic::Code::FailedPrecondition);
 }
 
@@ -166,20 +242,41 @@ async fn rollout_reaches_exactly_the_targeted_agents() {
     let app = App::new(Backend::Sqlite).await.unwrap();
     let url = grpc(&app, Duration::from_secs(10)).await;
     let (org, ws) = app.org_and_workspace(&app.admin, "acme").await;
-    let (mut prod, _) = connect(&url, AgentAuth::Token(token(&app, ws, "prod", json!({"env": "production"})).await), None).await.unwrap();
-    let (mut staging, _) = connect(&url, AgentAuth::Token(token(&app, ws, "staging", json!({"env": "staging"})).await), None).await.unwrap();
+    let (mut prod, _) = connect(
+        &url,
+        AgentAuth::Token(token(&app, ws, "prod", json!({"env": "production"})).await),
+        None,
+    )
+    .await
+    .unwrap();
+    let (mut staging, _) = connect(
+        &url,
+        AgentAuth::Token(token(&app, ws, "staging", json!({"env": "staging"})).await),
+        None,
+    )
+    .await
+    .unwrap();
 
     // A WebSocket client of this organization, and one of another.
     let feed = format!("{}/v1/events", app_ws_url(&app).await);
     let mut mine = ws_connect(&feed, &app.admin).await;
-    let sub = json!({"action": "subscribe", "events": ["config.*"], "filter": {"workspace_id": ws}});
-    mine.send(tokio_tungstenite::tungstenite::Message::Text(sub.to_string().into())).await.unwrap();
+    let sub =
+        json!({"action": "subscribe", "events": ["config.*"], "filter": {"workspace_id": ws}});
+    mine.send(tokio_tungstenite::tungstenite::Message::Text(
+        sub.to_string().into(),
+    ))
+    .await
+    .unwrap();
     assert_eq!(ws_next(&mut mine).await["type"], "subscribed");
     let (_, outsider) = app.user("outsider@example.com").await;
     let mut theirs = ws_connect(&feed, &outsider).await;
 
     let up = app
-        .post(&format!("/v1/workspaces/{ws}/upstreams"), &app.admin, json!({"name": "api", "servers": [{"address": "10.0.0.1:8080"}]}))
+        .post(
+            &format!("/v1/workspaces/{ws}/upstreams"),
+            &app.admin,
+            json!({"name": "api", "servers": [{"address": "10.0.0.1:8080"}]}),
+        )
         .await
         .ok(201);
     let vh = app
@@ -192,12 +289,17 @@ async fn rollout_reaches_exactly_the_targeted_agents() {
         )
         .await
         .ok(201);
-    let Some(MasterPayload::ConfigUpdate(update)) = prod.next(10).await else { panic!("the production agent gets its configuration") };
+    let Some(MasterPayload::ConfigUpdate(update)) = prod.next(10).await else {
+        panic!("the production agent gets its configuration")
+    };
     assert_eq!(update.version, 1);
     assert_eq!(update.virtual_hosts.len(), 1);
     assert_eq!(update.virtual_hosts[0].id, id(&vh));
     assert_eq!(update.upstreams.len(), 1, "with the upstream it uses");
-    assert!(staging.next(1).await.is_none(), "the staging agent receives nothing");
+    assert!(
+        staging.next(1).await.is_none(),
+        "the staging agent receives nothing"
+    );
 
     prod.send(AgentPayload::ConfigStatus(ConfigStatus {
         config_id: update.config_id.clone(),
@@ -213,19 +315,42 @@ async fn rollout_reaches_exactly_the_targeted_agents() {
     assert_eq!(event["data"]["agent_id"], json!(prod.id));
     assert_eq!(event["data"]["version"], 1);
     assert_eq!(event["data"]["success"], true);
-    assert!(ws_quiet(&mut theirs).await, "another organization's client sees nothing");
+    assert!(
+        ws_quiet(&mut theirs).await,
+        "another organization's client sees nothing"
+    );
 
-    let rollout = app.get(&format!("/v1/workspaces/{ws}/rollout"), &app.admin).await.ok(200);
-    assert_eq!(rollout["summary"], json!({"total": 2, "in_sync": 2, "pending": 0, "failed": 0}));
-    let row = rollout["agents"].as_array().unwrap().iter().find(|r| r["agent_id"] == json!(prod.id)).unwrap().clone();
+    let rollout = app
+        .get(&format!("/v1/workspaces/{ws}/rollout"), &app.admin)
+        .await
+        .ok(200);
+    assert_eq!(
+        rollout["summary"],
+        json!({"total": 2, "in_sync": 2, "pending": 0, "failed": 0})
+    );
+    let row = rollout["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["agent_id"] == json!(prod.id))
+        .unwrap()
+        .clone();
     assert_eq!(row["applied_version"], 1);
     assert_eq!(row["config_checksum"], "sha256:abc");
 
     // A burst of changes is coalesced into one update.
     for i in 0..5 {
-        app.patch(&format!("/v1/virtual-hosts/{}", id(&vh)), &app.admin, json!({"name": format!("API {i}")})).await.ok(200);
+        app.patch(
+            &format!("/v1/virtual-hosts/{}", id(&vh)),
+            &app.admin,
+            json!({"name": format!("API {i}")}),
+        )
+        .await
+        .ok(200);
     }
-    let Some(MasterPayload::ConfigUpdate(update)) = prod.next(10).await else { panic!("an update after the burst") };
+    let Some(MasterPayload::ConfigUpdate(update)) = prod.next(10).await else {
+        panic!("an update after the burst")
+    };
     assert_eq!(update.virtual_hosts[0].spec.name, "API 4");
     assert!(prod.next(1).await.is_none(), "one update for the burst");
     assert!(staging.next(1).await.is_none());
@@ -243,7 +368,13 @@ async fn rollout_reaches_exactly_the_targeted_agents() {
     let event = ws_next(&mut mine).await;
     assert_eq!(event["type"], "config.failed");
     assert_eq!(event["data"]["rolled_back"], true);
-    eventually("the agent is degraded", || async { app.get(&format!("/v1/agents/{}", prod.id), &app.admin).await.body["state"] == "degraded" }).await;
+    eventually("the agent is degraded", || async {
+        app.get(&format!("/v1/agents/{}", prod.id), &app.admin)
+            .await
+            .body["state"]
+            == "degraded"
+    })
+    .await;
     let _ = org;
 }
 
@@ -252,31 +383,59 @@ async fn reconnect_converges_and_timeouts_go_offline() {
     let app = App::new(Backend::Sqlite).await.unwrap();
     let url = grpc(&app, Duration::from_secs(1)).await;
     let (_, ws) = app.org_and_workspace(&app.admin, "acme").await;
-    let (mut agent, credential) = connect(&url, AgentAuth::Token(token(&app, ws, "a", json!({})).await), None).await.unwrap();
+    let (mut agent, credential) = connect(
+        &url,
+        AgentAuth::Token(token(&app, ws, "a", json!({})).await),
+        None,
+    )
+    .await
+    .unwrap();
     let credential = credential.unwrap();
     let feed = format!("{}/v1/events", app_ws_url(&app).await);
     let mut events = ws_connect(&feed, &app.admin).await;
     let sub = json!({"action": "subscribe", "events": ["agent.*"]});
-    events.send(tokio_tungstenite::tungstenite::Message::Text(sub.to_string().into())).await.unwrap();
+    events
+        .send(tokio_tungstenite::tungstenite::Message::Text(
+            sub.to_string().into(),
+        ))
+        .await
+        .unwrap();
     assert_eq!(ws_next(&mut events).await["type"], "subscribed");
 
     // Two changes while the agent is away; it gets the latest on reconnect.
-    app.post(&format!("/v1/workspaces/{ws}/virtual-hosts"), &app.admin, json!({"name": "a", "server_name": "a.example.com", "listen_port": 80}))
-        .await
-        .ok(201);
-    let Some(MasterPayload::ConfigUpdate(first)) = agent.next(10).await else { panic!("first update") };
+    app.post(
+        &format!("/v1/workspaces/{ws}/virtual-hosts"),
+        &app.admin,
+        json!({"name": "a", "server_name": "a.example.com", "listen_port": 80}),
+    )
+    .await
+    .ok(201);
+    let Some(MasterPayload::ConfigUpdate(first)) = agent.next(10).await else {
+        panic!("first update")
+    };
     drop(agent);
     let gone = ws_next(&mut events).await;
     assert_eq!(gone["type"], "agent.disconnected");
     assert_eq!(gone["data"]["reason"], "stream_closed");
-    app.post(&format!("/v1/workspaces/{ws}/virtual-hosts"), &app.admin, json!({"name": "b", "server_name": "b.example.com", "listen_port": 80}))
-        .await
-        .ok(201);
+    app.post(
+        &format!("/v1/workspaces/{ws}/virtual-hosts"),
+        &app.admin,
+        json!({"name": "b", "server_name": "b.example.com", "listen_port": 80}),
+    )
+    .await
+    .ok(201);
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let applied = AppliedConfig { version: first.version, checksum: "x".into() };
-    let (mut agent, _) = connect(&url, AgentAuth::Credential(credential), Some(applied)).await.unwrap();
+    let applied = AppliedConfig {
+        version: first.version,
+        checksum: "x".into(),
+    };
+    let (mut agent, _) = connect(&url, AgentAuth::Credential(credential), Some(applied))
+        .await
+        .unwrap();
     assert_eq!(ws_next(&mut events).await["type"], "agent.connected");
-    let Some(MasterPayload::ConfigUpdate(latest)) = agent.next(10).await else { panic!("the latest on reconnect") };
+    let Some(MasterPayload::ConfigUpdate(latest)) = agent.next(10).await else {
+        panic!("the latest on reconnect")
+    };
     assert!(latest.version > first.version);
     assert_eq!(latest.virtual_hosts.len(), 2);
 
@@ -284,7 +443,12 @@ async fn reconnect_converges_and_timeouts_go_offline() {
     let timeout = ws_next(&mut events).await;
     assert_eq!(timeout["type"], "agent.disconnected");
     assert_eq!(timeout["data"]["reason"], "connection_timeout");
-    assert_eq!(app.get(&format!("/v1/agents/{}", agent.id), &app.admin).await.ok(200)["state"], "offline");
+    assert_eq!(
+        app.get(&format!("/v1/agents/{}", agent.id), &app.admin)
+            .await
+            .ok(200)["state"],
+        "offline"
+    );
 }
 
 #[tokio::test]
@@ -292,19 +456,39 @@ async fn commands_metrics_and_logs() {
     let app = App::new(Backend::Sqlite).await.unwrap();
     let url = grpc(&app, Duration::from_secs(10)).await;
     let (_, ws) = app.org_and_workspace(&app.admin, "acme").await;
-    let (mut agent, _) = connect(&url, AgentAuth::Token(token(&app, ws, "a", json!({})).await), None).await.unwrap();
+    let (mut agent, _) = connect(
+        &url,
+        AgentAuth::Token(token(&app, ws, "a", json!({})).await),
+        None,
+    )
+    .await
+    .unwrap();
     let agent_id = agent.id;
 
     // Reload: the REST call waits for the agent's answer.
     let reload = {
         let app = &app;
-        async move { app.post(&format!("/v1/agents/{agent_id}/reload"), &app.admin, json!({})).await }
+        async move {
+            app.post(
+                &format!("/v1/agents/{agent_id}/reload"),
+                &app.admin,
+                json!({}),
+            )
+            .await
+        }
     };
     let answer = async {
-        let Some(MasterPayload::Command(cmd)) = agent.next(10).await else { panic!("a reload command") };
+        let Some(MasterPayload::Command(cmd)) = agent.next(10).await else {
+            panic!("a reload command")
+        };
         assert_eq!(cmd.kind, CommandKind::Reload { graceful: true });
         agent
-            .send(AgentPayload::CommandResult(CommandResult { command_id: cmd.command_id, success: true, message: String::new(), details: BTreeMap::new() }))
+            .send(AgentPayload::CommandResult(CommandResult {
+                command_id: cmd.command_id,
+                success: true,
+                message: String::new(),
+                details: BTreeMap::new(),
+            }))
             .await;
     };
     let (r, ()) = tokio::join!(reload, answer);
@@ -313,37 +497,77 @@ async fn commands_metrics_and_logs() {
     assert_eq!(body["message"], "Nginx reloaded successfully");
 
     // Access logs shipped on the stream come back from the query endpoint.
-    let at = chrono::DateTime::parse_from_rfc3339("2026-03-02T10:30:00Z").unwrap().to_utc();
+    let at = chrono::DateTime::parse_from_rfc3339("2026-03-02T10:30:00Z")
+        .unwrap()
+        .to_utc();
     let fields = |status: &str| -> BTreeMap<String, String> {
-        [("remote_addr", "192.168.1.100"), ("method", "GET"), ("uri", "/api/error"), ("protocol", "HTTP/1.1"), ("host", "api.example.com"),
-         ("status", status), ("body_bytes_sent", "123"), ("request_time", "0.150"), ("user_agent", "curl"), ("request_id", "req-1")]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect()
+        [
+            ("remote_addr", "192.168.1.100"),
+            ("method", "GET"),
+            ("uri", "/api/error"),
+            ("protocol", "HTTP/1.1"),
+            ("host", "api.example.com"),
+            ("status", status),
+            ("body_bytes_sent", "123"),
+            ("request_time", "0.150"),
+            ("user_agent", "curl"),
+            ("request_id", "req-1"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
     };
     agent
         .send(AgentPayload::Logs(LogBatch {
             entries: vec![
-                LogEntry { timestamp: at, level: "access".into(), message: String::new(), fields: fields("500") },
-                LogEntry { timestamp: at, level: "access".into(), message: String::new(), fields: fields("200") },
+                LogEntry {
+                    timestamp: at,
+                    level: "access".into(),
+                    message: String::new(),
+                    fields: fields("500"),
+                },
+                LogEntry {
+                    timestamp: at,
+                    level: "access".into(),
+                    message: String::new(),
+                    fields: fields("200"),
+                },
             ],
         }))
         .await;
-    let q = format!("/v1/workspaces/{ws}/access-logs?from=2026-03-02T00:00:00Z&to=2026-03-03T00:00:00Z&status_code=500");
-    eventually("access logs stored", || async { app.get(&q, &app.admin).await.body["meta"]["total"] == 1 }).await;
+    let q = format!(
+        "/v1/workspaces/{ws}/access-logs?from=2026-03-02T00:00:00Z&to=2026-03-03T00:00:00Z&status_code=500"
+    );
+    eventually("access logs stored", || async {
+        app.get(&q, &app.admin).await.body["meta"]["total"] == 1
+    })
+    .await;
     let logs = app.get(&q, &app.admin).await.ok(200);
     assert_eq!(logs["data"][0]["response_time_ms"], 150.0);
     assert_eq!(logs["data"][0]["agent_id"], json!(agent_id));
 
     // Offline: reload answers 503.
     drop(agent);
-    eventually("agent offline", || async { app.get(&format!("/v1/agents/{agent_id}"), &app.admin).await.body["state"] == "offline" }).await;
-    app.post(&format!("/v1/agents/{agent_id}/reload"), &app.admin, json!({})).await.err(503, "SERVICE_UNAVAILABLE");
+    eventually("agent offline", || async {
+        app.get(&format!("/v1/agents/{agent_id}"), &app.admin)
+            .await
+            .body["state"]
+            == "offline"
+    })
+    .await;
+    app.post(
+        &format!("/v1/agents/{agent_id}/reload"),
+        &app.admin,
+        json!({}),
+    )
+    .await
+    .err(503, "SERVICE_UNAVAILABLE");
 }
 
 // ---- WebSocket helpers: the REST app on a real socket ----
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn app_ws_url(app: &App) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -354,13 +578,19 @@ async fn app_ws_url(app: &App) -> String {
 }
 
 async fn ws_connect(url: &str, token: &str) -> Ws {
-    let (ws, _) = tokio_tungstenite::connect_async(format!("{url}?token={token}")).await.unwrap();
+    let (ws, _) = tokio_tungstenite::connect_async(format!("{url}?token={token}"))
+        .await
+        .unwrap();
     ws
 }
 
 async fn ws_next(ws: &mut Ws) -> Value {
     loop {
-        let msg = tokio::time::timeout(Duration::from_secs(15), ws.next()).await.expect("an event in time").unwrap().unwrap();
+        let msg = tokio::time::timeout(Duration::from_secs(15), ws.next())
+            .await
+            .expect("an event in time")
+            .unwrap()
+            .unwrap();
         if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
             return serde_json::from_str(&t).unwrap();
         }

@@ -4,6 +4,7 @@
 #![allow(unreachable_pub, clippy::print_stderr)]
 
 mod access;
+mod agents;
 mod api;
 mod conformance;
 mod durability;

@@ -55,6 +55,11 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/v1/workspaces/{workspace_id}/agents/tokens", &["post"]),
     ("/v1/agents/{agent_id}", &["get", "patch", "delete"]),
     ("/v1/agents/{agent_id}/reload", &["post"]),
+    ("/v1/agents/{agent_id}/commands", &["post"]),
+    ("/v1/agents/{agent_id}/config", &["get"]),
+    ("/v1/workspaces/{workspace_id}/rollout", &["get"]),
+    ("/v1/virtual-hosts/{virtual_host_id}/config", &["get"]),
+    ("/v1/events", &["get"]),
     (
         "/v1/workspaces/{workspace_id}/virtual-hosts",
         &["get", "post"],
