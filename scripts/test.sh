@@ -60,6 +60,10 @@ export NXMESH_GIXY="$ROOT/.venv/bin/gixy"
 cargo test --workspace --exclude nxmesh-python --all-targets
 cargo test --workspace --exclude nxmesh-python --doc
 
+# The parser's property test at full strength (100,000 cases: no panic, and
+# whatever parses re-parses identically after formatting), in release.
+PROPTEST_CASES=100000 cargo test --release -p nxmesh-core --test it parser::props
+
 # 5. The runnable examples.
 for example in examples/examples/*.rs; do
     name=$(basename "$example" .rs)

@@ -2,8 +2,9 @@
 //!
 //! [`http::app`] is the whole REST API as an axum `Router` over an
 //! [`AppState`], whose storage is any implementation of the core storage
-//! traits ([`db::SeaStore`] is the sea-orm one). [`server`] starts it from a
-//! [`config::Config`], which is what the `nxmesh-server` binary does.
+//! traits ([`db::SeaStore`] is the sea-orm one); [`grpc::AgentService`] is
+//! the agents' gRPC service over the same state. The `nxmesh-server` binary
+//! wires both to sockets.
 
 pub mod agent_tls;
 pub mod auth;

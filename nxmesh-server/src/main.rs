@@ -80,13 +80,13 @@ impl Config {
     /// Checks everything that can be checked before touching disk or
     /// network.
     fn validate(&self) -> anyhow::Result<()> {
-        if let Some(url) = &self.database_url {
-            if !(url.starts_with("sqlite:")
-                || url.starts_with("postgres://")
-                || url.starts_with("postgresql://"))
-            {
-                bail!("DATABASE_URL must start with sqlite:, postgres:// or postgresql://");
-            }
+        let known = |url: &str| {
+            ["sqlite:", "postgres://", "postgresql://"]
+                .iter()
+                .any(|p| url.starts_with(p))
+        };
+        if self.database_url.as_deref().is_some_and(|url| !known(url)) {
+            bail!("DATABASE_URL must start with sqlite:, postgres:// or postgresql://");
         }
         if !(60..=86_400).contains(&self.access_token_ttl) {
             bail!("--access-token-ttl must be between 60 and 86400 seconds");

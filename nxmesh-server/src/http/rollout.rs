@@ -244,18 +244,15 @@ async fn preview(
     Id(id): Id,
 ) -> ApiResult<Json<ConfigPreview>> {
     let (vh, _) = state.virtual_host(&auth, id, Role::Viewer).await?;
-    let mut upstreams = Vec::new();
+    let mut upstreams: Vec<nxmesh_core::config::UpstreamConfig> = Vec::new();
     for up in vh.spec.locations.iter().filter_map(|l| l.upstream_id) {
-        if let Some(u) = state.store.get_upstream(up).await? {
-            if !upstreams
-                .iter()
-                .any(|x: &nxmesh_core::config::UpstreamConfig| x.id == u.id)
-            {
-                upstreams.push(nxmesh_core::config::UpstreamConfig {
-                    id: u.id,
-                    spec: u.spec,
-                });
-            }
+        if let Some(u) = state.store.get_upstream(up).await?
+            && !upstreams.iter().any(|x| x.id == u.id)
+        {
+            upstreams.push(nxmesh_core::config::UpstreamConfig {
+                id: u.id,
+                spec: u.spec,
+            });
         }
     }
     // The preview shows the server block; a TLS host renders against a
