@@ -39,6 +39,10 @@ mod config;
 mod connection;
 mod credential;
 mod error;
+pub mod health;
+pub mod nginx;
+pub mod pipeline;
+pub mod store;
 pub mod runtime;
 mod transport;
 mod unary;
@@ -51,6 +55,7 @@ pub use error::{ConfigError, ConnectError, CredentialError, FatalError};
 pub use runtime::{
     ApplyOutcome, CommandHandler, ConfigApplier, HealthSource, Telemetry, TelemetrySource,
 };
+pub use pipeline::{NginxRuntime, RuntimeConfig};
 pub use transport::connect;
 pub use unary::{report_health, report_metrics};
 

@@ -46,7 +46,6 @@ fn core_depends_on_nothing_that_does_io() {
             "metadata",
             "--format-version",
             "1",
-            "--offline",
             "--manifest-path",
         ])
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))

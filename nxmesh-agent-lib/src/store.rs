@@ -1,0 +1,323 @@
+//! The agent's managed directory: rendered trees, the `live` link nginx
+//! reads through, and the last-known-good record.
+//!
+//! ```text
+//! DATA/trees/<checksum>/…        complete trees, each one passed `nginx -t`
+//! DATA/trees/.staging-<uuid>/    a tree being written (garbage after a crash)
+//! DATA/live -> trees/<checksum>  what nginx is configured from (`-c DATA/live/nginx.conf`)
+//! DATA/state.json                the last known good: version, config id, checksum
+//! ```
+//!
+//! Crash safety comes from the order of operations: a tree is written and
+//! fsynced in a staging directory, tested, renamed to its checksum, and only
+//! then does `live` move, by renaming a new symlink over it (atomic). At any
+//! instant `live` names a complete tree that passed `nginx -t`. The state
+//! file is written (write, fsync, rename, fsync the directory) only after
+//! nginx confirmed the new tree, so after a crash between the switch and the
+//! record [`TreeStore::recover`] points `live` back at the recorded tree.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write as _};
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+
+use nxmesh_core::generator::RenderedFile;
+use serde::{Deserialize, Serialize};
+
+const STAGING_PREFIX: &str = ".staging-";
+
+/// The last configuration nginx was confirmed to serve. Persisted in
+/// `state.json`: a compatibility promise across agent upgrades.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastKnownGood {
+    /// The applied version.
+    pub version: i64,
+    /// The configuration's id.
+    pub config_id: String,
+    /// Checksum of the tree (the generator's), also its directory name.
+    pub checksum: String,
+}
+
+/// The managed directory of one agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeStore {
+    root: PathBuf,
+}
+
+/// Whether `s` can name a tree directory: a lowercase hex checksum.
+fn is_checksum(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+fn invalid(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
+/// fsyncs a directory, so that a rename or creation inside it is durable.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl TreeStore {
+    /// The store at `root`, creating its directories.
+    pub fn open(root: impl Into<PathBuf>) -> io::Result<TreeStore> {
+        let root = root.into();
+        fs::create_dir_all(root.join("trees"))?;
+        Ok(TreeStore { root })
+    }
+
+    /// The data directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The `live` link; nginx reads `live/nginx.conf`.
+    pub fn live(&self) -> PathBuf {
+        self.root.join("live")
+    }
+
+    /// The directory of the tree with `checksum`.
+    pub fn tree(&self, checksum: &str) -> PathBuf {
+        self.root.join("trees").join(checksum)
+    }
+
+    /// The checksum of the tree `live` points to, if any.
+    pub fn live_checksum(&self) -> Option<String> {
+        let target = fs::read_link(self.live()).ok()?;
+        let name = target.file_name()?.to_str()?;
+        is_checksum(name).then(|| name.to_owned())
+    }
+
+    /// Writes `files` into a fresh staging directory, every file and
+    /// directory fsynced; private keys (`*.key`) get mode 0600.
+    pub fn stage(&self, files: &[RenderedFile]) -> io::Result<PathBuf> {
+        let dir = self
+            .root
+            .join("trees")
+            .join(format!("{STAGING_PREFIX}{}", uuid::Uuid::new_v4().simple()));
+        fs::create_dir(&dir)?;
+        let mut dirs = vec![dir.clone()];
+        for f in files {
+            let rel = Path::new(&f.path);
+            // The generator only emits relative paths without `..`; check
+            // anyway, since this is the one place that writes them.
+            if rel.is_absolute()
+                || rel
+                    .components()
+                    .any(|c| !matches!(c, std::path::Component::Normal(_)))
+            {
+                return Err(invalid(format!("refusing to write {:?}", f.path)));
+            }
+            let path = dir.join(rel);
+            if let Some(parent) = path.parent()
+                && !parent.exists()
+            {
+                fs::create_dir_all(parent)?;
+                let mut p = parent;
+                while p != dir {
+                    if !dirs.iter().any(|d| d == p) {
+                        dirs.push(p.to_owned());
+                    }
+                    match p.parent() {
+                        Some(up) => p = up,
+                        None => break,
+                    }
+                }
+            }
+            let mode = if f.path.ends_with(".key") { 0o600 } else { 0o644 };
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(mode)
+                .open(&path)?;
+            file.write_all(&f.bytes)?;
+            file.sync_all()?;
+        }
+        // Deepest first, so that each directory's entry is durable in its
+        // parent.
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+        for d in &dirs {
+            sync_dir(d)?;
+        }
+        sync_dir(&self.root.join("trees"))?;
+        Ok(dir)
+    }
+
+    /// Renames a staged tree to `trees/<checksum>`. An existing directory
+    /// of that name is a leftover (never the live tree: the caller checks)
+    /// and is replaced.
+    pub fn commit(&self, staging: &Path, checksum: &str) -> io::Result<PathBuf> {
+        if !is_checksum(checksum) {
+            return Err(invalid(format!("not a checksum: {checksum:?}")));
+        }
+        let target = self.tree(checksum);
+        if target.exists() {
+            fs::remove_dir_all(&target)?;
+        }
+        fs::rename(staging, &target)?;
+        sync_dir(&self.root.join("trees"))?;
+        Ok(target)
+    }
+
+    /// Points `live` at `trees/<checksum>` atomically: a new symlink under
+    /// a temporary name, renamed over `live`, then the directory fsynced.
+    pub fn switch(&self, checksum: &str) -> io::Result<()> {
+        if !is_checksum(checksum) || !self.tree(checksum).is_dir() {
+            return Err(invalid(format!("no tree {checksum:?} to switch to")));
+        }
+        let tmp = self.root.join("live.tmp");
+        match fs::remove_file(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        std::os::unix::fs::symlink(Path::new("trees").join(checksum), &tmp)?;
+        fs::rename(&tmp, self.live())?;
+        sync_dir(&self.root)
+    }
+
+    /// Removes a tree that is not live.
+    pub fn remove(&self, path: &Path) -> io::Result<()> {
+        if self.live_checksum().is_some_and(|c| self.tree(&c) == path) {
+            return Err(invalid(format!("{} is live", path.display())));
+        }
+        fs::remove_dir_all(path)
+    }
+
+    /// The last known good, if one was recorded.
+    pub fn read_state(&self) -> io::Result<Option<LastKnownGood>> {
+        let bytes = match fs::read(self.root.join("state.json")) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let state: LastKnownGood = serde_json::from_slice(&bytes)
+            .map_err(|e| invalid(format!("state.json is not valid: {e}")))?;
+        if !is_checksum(&state.checksum) {
+            return Err(invalid("state.json names no valid checksum".to_owned()));
+        }
+        Ok(Some(state))
+    }
+
+    /// Records the last known good durably (write, fsync, rename, fsync).
+    pub fn write_state(&self, state: &LastKnownGood) -> io::Result<()> {
+        let tmp = self.root.join("state.json.tmp");
+        let bytes = serde_json::to_vec_pretty(state).map_err(io::Error::other)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .open(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, self.root.join("state.json"))?;
+        sync_dir(&self.root)
+    }
+
+    /// Cleans up after a crash: removes staging directories and a
+    /// half-made link, and points `live` back at the recorded tree when a
+    /// crash left it on an unconfirmed one. Returns whether `live` moved
+    /// (nginx then needs a reload if it runs).
+    pub fn recover(&self, state: Option<&LastKnownGood>) -> io::Result<bool> {
+        for e in fs::read_dir(self.root.join("trees"))? {
+            let e = e?;
+            if e.file_name().to_string_lossy().starts_with(STAGING_PREFIX) {
+                fs::remove_dir_all(e.path())?;
+            }
+        }
+        match fs::remove_file(self.root.join("live.tmp")) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let Some(state) = state else {
+            return Ok(false);
+        };
+        let live = self.live_checksum();
+        if live.as_deref() == Some(state.checksum.as_str()) {
+            return Ok(false);
+        }
+        if !self.tree(&state.checksum).is_dir() {
+            return Err(invalid(format!(
+                "the recorded tree {} is missing",
+                state.checksum
+            )));
+        }
+        self.switch(&state.checksum)?;
+        Ok(true)
+    }
+
+    /// Removes every tree except the live one.
+    pub fn collect_garbage(&self) -> io::Result<()> {
+        let live = self.live_checksum();
+        for e in fs::read_dir(self.root.join("trees"))? {
+            let e = e?;
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if is_checksum(&name) && live.as_deref() != Some(&*name) {
+                fs::remove_dir_all(e.path())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str, bytes: &str) -> RenderedFile {
+        RenderedFile {
+            path: path.to_owned(),
+            bytes: bytes.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn stage_commit_switch_recover() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TreeStore::open(dir.path()).unwrap();
+        let a = "a".repeat(64);
+        let b = "b".repeat(64);
+        let s = store
+            .stage(&[file("nginx.conf", "A"), file("conf.d/x/y.key", "K")])
+            .unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = fs::metadata(s.join("conf.d/x/y.key")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        store.commit(&s, &a).unwrap();
+        store.switch(&a).unwrap();
+        assert_eq!(fs::read(store.live().join("nginx.conf")).unwrap(), b"A");
+        let lkg = LastKnownGood {
+            version: 3,
+            config_id: "c".into(),
+            checksum: a.clone(),
+        };
+        store.write_state(&lkg).unwrap();
+        assert_eq!(store.read_state().unwrap(), Some(lkg.clone()));
+
+        // A crash after switching to b but before recording it.
+        let s = store.stage(&[file("nginx.conf", "B")]).unwrap();
+        store.commit(&s, &b).unwrap();
+        store.switch(&b).unwrap();
+        let leftover = store.stage(&[file("nginx.conf", "half")]).unwrap();
+        assert!(store.recover(Some(&lkg)).unwrap());
+        assert!(!leftover.exists());
+        assert_eq!(store.live_checksum(), Some(a.clone()));
+        assert!(!store.recover(Some(&lkg)).unwrap());
+        store.collect_garbage().unwrap();
+        assert!(!store.tree(&b).exists());
+        assert!(store.tree(&a).exists());
+        assert!(store.remove(&store.tree(&a)).is_err());
+    }
+
+    #[test]
+    fn refuses_paths_outside_the_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TreeStore::open(dir.path()).unwrap();
+        assert!(store.stage(&[file("../evil", "x")]).is_err());
+        assert!(store.stage(&[file("/etc/evil", "x")]).is_err());
+        assert!(store.commit(dir.path(), "../x").is_err());
+    }
+}
