@@ -57,7 +57,7 @@ export NXMESH_GIXY="$ROOT/.venv/bin/gixy"
 
 # 4. The Rust suite: every crate of the workspace except the Python
 #    extension, which needs libpython and is built by maturin.
-cargo test --workspace --exclude nxmesh-python --all-targets
+cargo test --workspace --exclude nxmesh-python --all-targets --no-fail-fast
 cargo test --workspace --exclude nxmesh-python --doc
 
 # The parser's property test at full strength (100,000 cases: no panic, and
