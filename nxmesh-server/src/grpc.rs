@@ -544,7 +544,11 @@ impl pb::agent_service_server::AgentService for AgentService {
         });
 
         let applied = reg.applied.as_ref().map_or(0, |a| a.version);
-        self.converge(&peer, applied).await?;
+        if let Err(status) = self.converge(&peer, applied).await {
+            // The stream stays up; the agent gets the latest version with
+            // the next change or reconnect.
+            tracing::warn!(agent = %id, error = %status, "could not send the latest configuration on connect");
+        }
 
         // Inbound: until the stream ends or heartbeats stop.
         let svc = self.clone();

@@ -1,2 +1,860 @@
-//! Placeholder.
-fn main() {}
+//! `nxmesh-fleet-bench`: N simulated agents over TLS against one real
+//! `nxmesh-server`, in a separate process (issue 6, the fleet benchmark).
+//!
+//! Each simulated agent is one HTTP/2 connection over TLS (as real agents
+//! have), driving the generated `AgentServiceClient` directly rather than
+//! the full agent library, to keep the per-agent cost of the load generator
+//! low: register with its single-use token (then resume with the
+//! credential), heartbeat at the master's interval, answer every
+//! `ConfigUpdate` with a `ConfigStatus` `SUCCESS`, and reconnect with
+//! exponential backoff and full jitter (the agent library's defaults).
+//!
+//! What it measures, printed as a report on stdout:
+//! (a) connected agents and the master's RSS (`VmRSS`/`VmHWM` of
+//! `--server-pid`) once the fleet is up;
+//! (b) p50/p99/max latency from the REST response of a change (a virtual
+//! host of about 16 KiB of configuration) to its receipt by each affected
+//! agent;
+//! (c) with `--control-dir`, after the master is restarted by the calling
+//! script (`scripts/bench-fleet.sh`): the time for every agent to
+//! reconnect and converge to a change made as soon as the new master
+//! answers.
+//!
+//! Every wait is bounded; loopback only.
+
+// A command-line report tool: its output is the report.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use nxmesh_proto::pb;
+use nxmesh_proto::pb::agent_service_client::AgentServiceClient;
+use prost::Message as _;
+use serde_json::{Value, json};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+
+/// Simulates a fleet of agents against one master and reports.
+#[derive(Debug, Parser)]
+#[command(about)]
+struct Args {
+    /// The master's REST API, e.g. `http://127.0.0.1:8080`.
+    #[arg(long)]
+    rest: String,
+    /// The master's agent service, e.g. `https://127.0.0.1:8443`.
+    #[arg(long)]
+    grpc: String,
+    /// The master's agent CA (`agent-ca.pem` in its data directory).
+    #[arg(long)]
+    ca: PathBuf,
+    /// The name verified in the master's certificate.
+    #[arg(long, default_value = "localhost")]
+    tls_name: String,
+    /// The master's process id, for its RSS.
+    #[arg(long)]
+    server_pid: u32,
+    /// Administrator email.
+    #[arg(long, env = "NXMESH_ADMIN_EMAIL")]
+    email: String,
+    /// Administrator password.
+    #[arg(long, env = "NXMESH_ADMIN_PASSWORD", hide_env_values = true)]
+    password: String,
+    /// How many agents to simulate.
+    #[arg(long)]
+    agents: usize,
+    /// One agent in this many is labelled `env=staging` (not targeted by
+    /// the changes); the others `env=production`. 0: all production.
+    #[arg(long, default_value_t = 10)]
+    staging_every: usize,
+    /// Concurrent dials and registrations while the fleet connects.
+    #[arg(long, default_value_t = 200)]
+    connect_concurrency: usize,
+    /// Concurrent REST requests while the registration tokens are made.
+    #[arg(long, default_value_t = 8)]
+    token_concurrency: usize,
+    /// Changes measured for (b).
+    #[arg(long, default_value_t = 10)]
+    changes: u32,
+    /// Locations of the benchmark virtual host (about 16 KiB with 150).
+    #[arg(long, default_value_t = 150)]
+    locations: usize,
+    /// First reconnect delay ceiling, in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    backoff_base_ms: u64,
+    /// Largest reconnect delay ceiling, in milliseconds.
+    #[arg(long, default_value_t = 30_000)]
+    backoff_cap_ms: u64,
+    /// Handshake with the restarting script: the harness creates
+    /// `ready-for-restart` there and waits for `restarted` (the new
+    /// master's pid). Without it, (c) is skipped.
+    #[arg(long)]
+    control_dir: Option<PathBuf>,
+    /// Upper bound of every phase, in seconds.
+    #[arg(long, default_value_t = 600)]
+    phase_timeout: u64,
+}
+
+// ---- REST ----
+
+/// A small JSON client of the master's REST API.
+#[derive(Clone)]
+struct Rest {
+    base: String,
+    client: Client<HttpConnector, Full<Bytes>>,
+    token: Arc<Mutex<String>>,
+}
+
+impl Rest {
+    fn new(base: &str) -> Rest {
+        Rest {
+            base: base.trim_end_matches('/').to_owned(),
+            client: Client::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(64)
+                .build_http(),
+            token: Arc::new(Mutex::new(String::new())),
+        }
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        let token = self.token.lock().expect("not poisoned").clone();
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        if !token.is_empty() {
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
+        let req = match body {
+            Some(b) => req
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(b.to_string())))?,
+            None => req.body(Full::new(Bytes::new()))?,
+        };
+        let res = tokio::time::timeout(Duration::from_secs(60), self.client.request(req))
+            .await
+            .with_context(|| format!("{method} {path}: no answer within 60 s"))?
+            .with_context(|| format!("{method} {path}"))?;
+        let status = res.status();
+        let bytes = res.into_body().collect().await?.to_bytes();
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+        };
+        if !status.is_success() {
+            bail!(
+                "{method} {path}: {status}: {}",
+                String::from_utf8_lossy(&bytes)
+            );
+        }
+        Ok(value)
+    }
+
+    async fn login(&self, email: &str, password: &str) -> anyhow::Result<()> {
+        self.token.lock().expect("not poisoned").clear();
+        let v = self
+            .call(
+                "POST",
+                "/v1/auth/login",
+                Some(json!({"email": email, "password": password})),
+            )
+            .await?;
+        let token = v["access_token"]
+            .as_str()
+            .context("no access_token in the login answer")?;
+        *self.token.lock().expect("not poisoned") = token.to_owned();
+        Ok(())
+    }
+
+    async fn ready(&self) -> bool {
+        self.call("GET", "/readyz", None).await.is_ok()
+    }
+}
+
+fn id_of(v: &Value) -> anyhow::Result<String> {
+    v["id"]
+        .as_str()
+        .map(str::to_owned)
+        .with_context(|| format!("no id in {v}"))
+}
+
+// ---- Simulated agents ----
+
+/// What the agents tell the measuring side.
+#[derive(Default)]
+struct Fleet {
+    /// Streams registered right now.
+    connected: AtomicUsize,
+    /// Successful registrations since the start.
+    registrations: AtomicUsize,
+    /// Agents refused for good.
+    refused: AtomicUsize,
+    /// Size of the last `ConfigUpdate` received (encoded bytes).
+    update_bytes: AtomicUsize,
+    /// Stop every agent.
+    stop: AtomicBool,
+}
+
+/// One simulated agent's memory across reconnects.
+struct Sim {
+    index: usize,
+    token: String,
+    production: bool,
+    credential: Mutex<Option<String>>,
+    applied: AtomicI64,
+    /// The highest benchmark change seen (from the virtual host's name).
+    change: AtomicI64,
+}
+
+/// A receipt: agent index, change number, when.
+type Receipt = (usize, i64, Instant);
+
+/// The change number carried in the benchmark virtual host's name.
+fn change_of(update: &pb::ConfigUpdate) -> Option<i64> {
+    update
+        .virtual_hosts
+        .iter()
+        .find_map(|v| v.name.strip_prefix("bench change ")?.parse().ok())
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn envelope(agent_id: &str, payload: pb::agent_message::Payload) -> pb::AgentMessage {
+    pb::AgentMessage {
+        agent_id: agent_id.to_owned(),
+        timestamp: now_ms(),
+        payload: Some(payload),
+    }
+}
+
+fn health(applied: i64) -> pb::agent_message::Payload {
+    pb::agent_message::Payload::Health(pb::HealthReport {
+        nginx: Some(pb::NginxStatus {
+            is_running: true,
+            pid: 42,
+            uptime_seconds: 60,
+            active_connections: 1,
+            total_requests: 100,
+            requests_per_second: 1.0,
+        }),
+        config_version: applied,
+        config_checksum: format!("sha256:{applied}"),
+        ..Default::default()
+    })
+}
+
+/// Settings shared by every simulated agent.
+struct Shared {
+    endpoint: Endpoint,
+    fleet: Arc<Fleet>,
+    receipts: mpsc::UnboundedSender<Receipt>,
+    connect: Arc<Semaphore>,
+    backoff_base: Duration,
+    backoff_cap: Duration,
+}
+
+/// Why a session ended.
+enum End {
+    Retry(String),
+    Final(String),
+}
+
+/// The agent's life: sessions until stopped or refused for good.
+async fn agent(sim: Arc<Sim>, shared: Arc<Shared>) {
+    let mut attempt: u32 = 0;
+    loop {
+        if shared.fleet.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        match session(&sim, &shared, &mut attempt).await {
+            End::Final(why) => {
+                eprintln!("agent {} refused for good: {why}", sim.index);
+                shared.fleet.refused.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            End::Retry(_) => {
+                // Full jitter, as the agent library does.
+                let ceiling = shared
+                    .backoff_base
+                    .saturating_mul(1u32 << attempt.min(16))
+                    .min(shared.backoff_cap);
+                attempt = attempt.saturating_add(1);
+                let jitter = ceiling.mul_f64(rand_unit());
+                tokio::time::sleep(jitter).await;
+            }
+        }
+    }
+}
+
+/// A uniform number in [0, 1) from the OS (no rand dependency needed).
+fn rand_unit() -> f64 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    // Mix with a per-call counter so that agents waking together diverge.
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let c = COUNTER.fetch_add(0x9E37_79B9, Ordering::Relaxed) as u64;
+    let mut x = u64::from(nanos) ^ c.rotate_left(17);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    (x >> 11) as f64 / (1u64 << 53) as f64
+}
+
+async fn session(sim: &Sim, shared: &Shared, attempt: &mut u32) -> End {
+    use pb::master_message::Payload as M;
+    let permit = shared.connect.acquire().await.expect("never closed");
+    let channel = match tokio::time::timeout(Duration::from_secs(30), shared.endpoint.connect()).await
+    {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return End::Retry(format!("connect: {e}")),
+        Err(_) => return End::Retry("connect timeout".into()),
+    };
+    let mut client = AgentServiceClient::new(channel)
+        .max_decoding_message_size(64 * 1024 * 1024)
+        .max_encoding_message_size(64 * 1024 * 1024);
+    let credential = sim.credential.lock().expect("not poisoned").clone();
+    let (token, agent_credential) = match credential {
+        Some(c) => (String::new(), c),
+        None => (sim.token.clone(), String::new()),
+    };
+    let applied = sim.applied.load(Ordering::Relaxed);
+    let hello = pb::agent_message::Payload::Registration(pb::RegistrationRequest {
+        token,
+        hostname: format!("sim-{}", sim.index),
+        ip_address: "127.0.0.1".into(),
+        version: "0.1.0".into(),
+        capabilities: vec!["http2".into()],
+        labels: Default::default(),
+        deployment_mode: pb::DeploymentMode::Standalone as i32,
+        agent_credential,
+        applied_config_version: applied,
+        applied_config_checksum: if applied > 0 {
+            format!("sha256:{applied}")
+        } else {
+            String::new()
+        },
+    });
+    let (tx, rx) = mpsc::channel(16);
+    if tx.send(envelope("", hello)).await.is_err() {
+        return End::Retry("closed".into());
+    }
+    let opened = async {
+        let mut inbound = client.stream(ReceiverStream::new(rx)).await?.into_inner();
+        let first = inbound.message().await?;
+        Ok::<_, tonic::Status>((inbound, first))
+    };
+    let (mut inbound, first) = match tokio::time::timeout(Duration::from_secs(30), opened).await {
+        Err(_) => return End::Retry("registration timeout".into()),
+        Ok(Err(s)) => {
+            return match s.code() {
+                tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument => {
+                    End::Final(s.message().to_owned())
+                }
+                _ => End::Retry(s.message().to_owned()),
+            };
+        }
+        Ok(Ok(v)) => v,
+    };
+    let Some(M::RegistrationResponse(r)) = first.and_then(|m| m.payload) else {
+        return End::Retry("no registration response".into());
+    };
+    if !r.success {
+        return End::Final(r.error_message);
+    }
+    drop(permit);
+    if !r.agent_credential.is_empty() {
+        *sim.credential.lock().expect("not poisoned") = Some(r.agent_credential);
+    }
+    *attempt = 0;
+    let agent_id = r.agent_id;
+    let fleet = &shared.fleet;
+    fleet.connected.fetch_add(1, Ordering::Relaxed);
+    fleet.registrations.fetch_add(1, Ordering::Relaxed);
+    let interval = Duration::from_secs(u64::try_from(r.heartbeat_interval_seconds.max(1)).unwrap_or(10));
+    // The first heartbeat is due one interval from now, spread by jitter
+    // so that a fleet connected in a burst does not beat in step.
+    let first_beat = Instant::now() + interval.mul_f64(rand_unit());
+    let mut beat = tokio::time::interval_at(first_beat, interval);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stop_check = tokio::time::interval(Duration::from_secs(1));
+    let end = loop {
+        tokio::select! {
+            _ = beat.tick() => {
+                let applied = sim.applied.load(Ordering::Relaxed);
+                if tx.send(envelope(&agent_id, health(applied))).await.is_err() {
+                    break End::Retry("closed".into());
+                }
+            }
+            _ = stop_check.tick() => {
+                if fleet.stop.load(Ordering::Relaxed) {
+                    break End::Retry("stopped".into());
+                }
+            }
+            m = inbound.message() => match m {
+                Ok(Some(pb::MasterMessage { payload: Some(M::ConfigUpdate(u)), .. })) => {
+                    let at = Instant::now();
+                    fleet.update_bytes.store(u.encoded_len(), Ordering::Relaxed);
+                    if let Some(change) = change_of(&u)
+                        && change > sim.change.load(Ordering::Relaxed)
+                    {
+                        sim.change.store(change, Ordering::Relaxed);
+                        let _ = shared.receipts.send((sim.index, change, at));
+                    }
+                    sim.applied.fetch_max(u.version, Ordering::Relaxed);
+                    let status = pb::agent_message::Payload::ConfigStatus(pb::ConfigStatus {
+                        config_id: u.config_id.clone(),
+                        version: u.version,
+                        status: pb::ConfigApplyStatus::Success as i32,
+                        error_message: String::new(),
+                        applied_at: now_ms(),
+                        config_checksum: format!("sha256:{}", u.version),
+                    });
+                    if tx.send(envelope(&agent_id, status)).await.is_err() {
+                        break End::Retry("closed".into());
+                    }
+                }
+                Ok(Some(pb::MasterMessage { payload: Some(M::Command(c)), .. })) => {
+                    let result = pb::agent_message::Payload::CommandResult(pb::CommandResult {
+                        command_id: c.command_id,
+                        success: true,
+                        message: "ok".into(),
+                        details: Default::default(),
+                    });
+                    if tx.send(envelope(&agent_id, result)).await.is_err() {
+                        break End::Retry("closed".into());
+                    }
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => break End::Retry("stream closed".into()),
+                Err(s) => break match s.code() {
+                    tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument => {
+                        End::Final(s.message().to_owned())
+                    }
+                    _ => End::Retry(s.message().to_owned()),
+                },
+            },
+        }
+    };
+    fleet.connected.fetch_sub(1, Ordering::Relaxed);
+    end
+}
+
+// ---- Measuring ----
+
+/// `VmRSS` and `VmHWM` of a process, in MiB.
+fn rss_mib(pid: u32) -> (f64, f64) {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return (f64::NAN, f64::NAN);
+    };
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+            .map_or(f64::NAN, |kb| kb / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// The benchmark virtual host: `locations` proxied locations, each with a
+/// header, named after the change it carries.
+fn vhost_body(change: i64, locations: usize) -> Value {
+    let locations: Vec<Value> = (0..locations)
+        .map(|i| {
+            json!({
+                "path": format!("/service-{i:04}/"),
+                "proxy_pass": format!("http://10.{}.{}.10:8080", i / 250, i % 250),
+                "custom_headers": [{"name": "X-Bench-Location", "value": format!("location-{i:04}-change-{change}")}]
+            })
+        })
+        .collect();
+    json!({
+        "name": format!("bench change {change}"),
+        "server_name": "bench.example.com",
+        "listen_port": 80,
+        "locations": locations,
+        "target_agents": {"type": "selector", "label_selector": "env=production"}
+    })
+}
+
+/// Waits until every agent in `affected` has receipted `change` (or a
+/// later one); returns each one's latency from `since`.
+async fn receipts_of(
+    rx: &mut mpsc::UnboundedReceiver<Receipt>,
+    seen: &mut [i64],
+    at: &mut [Option<Instant>],
+    affected: &[usize],
+    change: i64,
+    since: Instant,
+    limit: Duration,
+) -> anyhow::Result<Vec<Duration>> {
+    let deadline = Instant::now() + limit;
+    let missing = |seen: &[i64]| affected.iter().filter(|&&i| seen[i] < change).count();
+    while missing(seen) > 0 {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some((i, c, t))) => {
+                if c > seen[i] {
+                    seen[i] = c;
+                    at[i] = Some(t);
+                }
+            }
+            Ok(None) => bail!("the agents are gone"),
+            Err(_) => bail!(
+                "change {change}: {} of {} agents did not receive it within {limit:?}",
+                missing(seen),
+                affected.len()
+            ),
+        }
+    }
+    Ok(affected
+        .iter()
+        .map(|&i| at[i].map_or(Duration::ZERO, |t| t.saturating_duration_since(since)))
+        .collect())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.agents == 0 {
+        bail!("--agents must be positive");
+    }
+    let limit = Duration::from_secs(args.phase_timeout);
+    let ca = std::fs::read(&args.ca).with_context(|| format!("reading {}", args.ca.display()))?;
+    let rest = Rest::new(&args.rest);
+    rest.login(&args.email, &args.password).await?;
+    let n = args.agents;
+    let started = Instant::now();
+
+    // Tenancy and tokens.
+    let slug = format!("bench-{}", now_ms());
+    let org = rest
+        .call(
+            "POST",
+            "/v1/organizations",
+            Some(json!({"name": slug, "slug": slug})),
+        )
+        .await?;
+    let ws = rest
+        .call(
+            "POST",
+            &format!("/v1/organizations/{}/workspaces", id_of(&org)?),
+            Some(json!({"name": "Fleet", "slug": "fleet"})),
+        )
+        .await?;
+    let ws = id_of(&ws)?;
+    let t0 = Instant::now();
+    let mut tokens: Vec<Option<String>> = vec![None; n];
+    let gate = Arc::new(Semaphore::new(args.token_concurrency.max(1)));
+    let mut jobs = JoinSet::new();
+    for i in 0..n {
+        let (rest, gate, ws) = (rest.clone(), gate.clone(), ws.clone());
+        let staging = args.staging_every > 0 && i % args.staging_every == args.staging_every - 1;
+        jobs.spawn(async move {
+            let _permit = gate.acquire().await.expect("never closed");
+            let env = if staging { "staging" } else { "production" };
+            let t = rest
+                .call(
+                    "POST",
+                    &format!("/v1/workspaces/{ws}/agents/tokens"),
+                    Some(json!({"name": format!("sim-{i}"), "labels": {"env": env}})),
+                )
+                .await?;
+            let token = t["token"].as_str().context("no token")?.to_owned();
+            Ok::<_, anyhow::Error>((i, token))
+        });
+    }
+    while let Some(r) = jobs.join_next().await {
+        let (i, token) = r??;
+        tokens[i] = Some(token);
+    }
+    let token_time = t0.elapsed();
+    eprintln!("{n} registration tokens in {}", ms(token_time));
+
+    // The fleet.
+    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&ca));
+    tls = tls.domain_name(args.tls_name.clone());
+    let endpoint = Endpoint::from_shared(args.grpc.clone())?
+        .tls_config(tls)?
+        .connect_timeout(Duration::from_secs(20))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(30))
+        .keep_alive_while_idle(true);
+    let fleet = Arc::new(Fleet::default());
+    let (receipt_tx, mut receipt_rx) = mpsc::unbounded_channel();
+    let shared = Arc::new(Shared {
+        endpoint,
+        fleet: fleet.clone(),
+        receipts: receipt_tx,
+        connect: Arc::new(Semaphore::new(args.connect_concurrency.max(1))),
+        backoff_base: Duration::from_millis(args.backoff_base_ms.max(1)),
+        backoff_cap: Duration::from_millis(args.backoff_cap_ms.max(args.backoff_base_ms.max(1))),
+    });
+    let sims: Vec<Arc<Sim>> = tokens
+        .into_iter()
+        .enumerate()
+        .map(|(index, token)| {
+            Arc::new(Sim {
+                index,
+                token: token.unwrap_or_default(),
+                production: !(args.staging_every > 0
+                    && index % args.staging_every == args.staging_every - 1),
+                credential: Mutex::new(None),
+                applied: AtomicI64::new(0),
+                change: AtomicI64::new(-1),
+            })
+        })
+        .collect();
+    let affected: Vec<usize> = sims.iter().filter(|s| s.production).map(|s| s.index).collect();
+    let t0 = Instant::now();
+    let mut agents = JoinSet::new();
+    for sim in &sims {
+        agents.spawn(agent(sim.clone(), shared.clone()));
+    }
+    let deadline = Instant::now() + limit;
+    while fleet.connected.load(Ordering::Relaxed) < n {
+        if Instant::now() > deadline || fleet.refused.load(Ordering::Relaxed) > 0 {
+            bail!(
+                "only {} of {n} agents connected ({} refused)",
+                fleet.connected.load(Ordering::Relaxed),
+                fleet.refused.load(Ordering::Relaxed)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let connect_time = t0.elapsed();
+    eprintln!("{n} agents connected in {}", ms(connect_time));
+    // Let the first heartbeats of every agent arrive before sampling.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let (rss, hwm) = rss_mib(args.server_pid);
+    let (own_rss, _) = rss_mib(std::process::id());
+    let online = rest
+        .call(
+            "GET",
+            &format!("/v1/workspaces/{ws}/agents?state=online&per_page=1"),
+            None,
+        )
+        .await?["meta"]["total"]
+        .clone();
+
+    // (b) Change latency.
+    let mut seen = vec![-1i64; n];
+    let mut at: Vec<Option<Instant>> = vec![None; n];
+    let mut all = Vec::new();
+    let mut per_change = Vec::new();
+    let mut vhost_id = String::new();
+    for change in 0..i64::from(args.changes) {
+        let body = vhost_body(change, args.locations);
+        let json_bytes = body.to_string().len();
+        let (since, v) = if change == 0 {
+            let v = rest
+                .call(
+                    "POST",
+                    &format!("/v1/workspaces/{ws}/virtual-hosts"),
+                    Some(body),
+                )
+                .await?;
+            (Instant::now(), v)
+        } else {
+            let v = rest
+                .call("PATCH", &format!("/v1/virtual-hosts/{vhost_id}"), Some(body))
+                .await?;
+            (Instant::now(), v)
+        };
+        if change == 0 {
+            vhost_id = id_of(&v)?;
+        }
+        let mut lat = receipts_of(
+            &mut receipt_rx,
+            &mut seen,
+            &mut at,
+            &affected,
+            change,
+            since,
+            limit,
+        )
+        .await?;
+        lat.sort();
+        let max = *lat.last().unwrap_or(&Duration::ZERO);
+        eprintln!(
+            "change {change} ({json_bytes} bytes of JSON, {} bytes per update): p50 {} p99 {} all {}",
+            fleet.update_bytes.load(Ordering::Relaxed),
+            ms(percentile(&lat, 50.0)),
+            ms(percentile(&lat, 99.0)),
+            ms(max)
+        );
+        per_change.push(max);
+        all.extend(lat);
+        // Leave the coalescing window before the next change.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    all.sort();
+    per_change.sort();
+    let unaffected_got = sims
+        .iter()
+        .filter(|s| !s.production && s.change.load(Ordering::Relaxed) >= 0)
+        .count();
+    let (rss_after, hwm_after) = rss_mib(args.server_pid);
+
+    println!("## fleet benchmark: {n} agents");
+    println!();
+    println!("| what | figure |");
+    println!("|---|---|");
+    println!("| registration tokens (REST, {} concurrent) | {} |", args.token_concurrency, ms(token_time));
+    println!(
+        "| all {n} agents connected and registered ({} concurrent dials) | {} ({:.0} agents/s) |",
+        args.connect_concurrency,
+        ms(connect_time),
+        n as f64 / connect_time.as_secs_f64()
+    );
+    println!(
+        "| connected (harness) / online (REST) | {} / {online} |",
+        fleet.connected.load(Ordering::Relaxed)
+    );
+    println!("| master RSS with the fleet connected, idle | {rss:.0} MiB (peak so far {hwm:.0} MiB) |");
+    println!("| master RSS after the changes | {rss_after:.0} MiB (peak {hwm_after:.0} MiB) |");
+    println!("| load generator RSS | {own_rss:.0} MiB |");
+    println!(
+        "| change latency, {} changes x {} affected agents, {} bytes per ConfigUpdate: p50 / p99 / max | {} / {} / {} |",
+        args.changes,
+        affected.len(),
+        fleet.update_bytes.load(Ordering::Relaxed),
+        ms(percentile(&all, 50.0)),
+        ms(percentile(&all, 99.0)),
+        ms(*all.last().unwrap_or(&Duration::ZERO))
+    );
+    println!(
+        "| time until every affected agent has a change: p50 / max over changes | {} / {} |",
+        ms(percentile(&per_change, 50.0)),
+        ms(*per_change.last().unwrap_or(&Duration::ZERO))
+    );
+    println!("| unaffected (staging) agents that received a change | {unaffected_got} |");
+
+    // (c) Restart.
+    if let Some(dir) = &args.control_dir {
+        let restarted = dir.join("restarted");
+        let _ = std::fs::remove_file(&restarted);
+        std::fs::write(dir.join("ready-for-restart"), b"")?;
+        let deadline = Instant::now() + limit;
+        let content = loop {
+            if let Ok(s) = std::fs::read_to_string(&restarted)
+                && s.ends_with('\n')
+            {
+                break s;
+            }
+            if Instant::now() > deadline {
+                bail!("the master was not restarted within {limit:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        // "PID START_UNIX_MS\n", written right after the new master started.
+        let mut parts = content.split_whitespace();
+        let pid: u32 = parts.next().context("no pid")?.parse()?;
+        let started_ms: i64 = parts.next().context("no start time")?.parse()?;
+        let since_start = Duration::from_millis(u64::try_from(now_ms() - started_ms).unwrap_or(0));
+        let new_start = Instant::now().checked_sub(since_start).unwrap_or_else(Instant::now);
+        let deadline = Instant::now() + limit;
+        while !rest.ready().await {
+            if Instant::now() > deadline {
+                bail!("the new master never became ready");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let ready = new_start.elapsed();
+        rest.login(&args.email, &args.password).await?;
+        // A change made as soon as the new master answers: every affected
+        // agent must end at it, pushed on a live stream or sent on
+        // registration because it reports that it is behind.
+        let change = i64::from(args.changes);
+        rest.call(
+            "PATCH",
+            &format!("/v1/virtual-hosts/{vhost_id}"),
+            Some(vhost_body(change, args.locations)),
+        )
+        .await?;
+        let changed = Instant::now();
+        let _ = receipts_of(
+            &mut receipt_rx,
+            &mut seen,
+            &mut at,
+            &affected,
+            change,
+            changed,
+            limit,
+        )
+        .await?;
+        let converged = new_start.elapsed();
+        while fleet.connected.load(Ordering::Relaxed) < n {
+            if Instant::now() > deadline {
+                bail!(
+                    "only {} of {n} agents reconnected",
+                    fleet.connected.load(Ordering::Relaxed)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let reconnected = new_start.elapsed();
+        let mut in_sync = Value::Null;
+        while Instant::now() < deadline {
+            let r = rest.call("GET", &format!("/v1/workspaces/{ws}/rollout"), None).await?;
+            in_sync = r["summary"].clone();
+            if r["summary"]["in_sync"] == json!(n) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let ledger = new_start.elapsed();
+        let (rss, hwm) = rss_mib(pid);
+        println!("| after a master restart: REST ready | {} after the new process started |", ms(ready));
+        println!(
+            "| after a master restart: every agent reconnected | {} |",
+            ms(reconnected)
+        );
+        println!(
+            "| after a master restart: every affected agent received the change made at REST-ready | {} |",
+            ms(converged)
+        );
+        println!(
+            "| after a master restart: ledger in sync ({in_sync}) | {} |",
+            ms(ledger)
+        );
+        println!("| master RSS after the restart, fleet reconnected | {rss:.0} MiB (peak {hwm:.0} MiB) |");
+    }
+    println!();
+    eprintln!("total {}", ms(started.elapsed()));
+    fleet.stop.store(true, Ordering::Relaxed);
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while agents.join_next().await.is_some() {}
+    })
+    .await;
+    Ok(())
+}
