@@ -52,7 +52,9 @@ pub fn parse_stub_status(body: &str) -> Option<StubStatus> {
 /// Fetches `stub_status` from `127.0.0.1:port` (HTTP/1.0, one request).
 pub async fn fetch_stub_status(port: u16) -> Option<StubStatus> {
     let fetch = async {
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
         let req = format!("GET {STATUS_PATH} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
         s.write_all(req.as_bytes()).await.ok()?;
         let mut buf = Vec::with_capacity(512);
@@ -156,7 +158,10 @@ impl RuntimeHealth {
         if let Ok(st) = nix::sys::statvfs::statvfs(&self.disk_path) {
             let frag = st.fragment_size();
             m.disk_total_bytes = st.blocks().saturating_mul(frag);
-            m.disk_used_bytes = st.blocks().saturating_sub(st.blocks_free()).saturating_mul(frag);
+            m.disk_used_bytes = st
+                .blocks()
+                .saturating_sub(st.blocks_free())
+                .saturating_mul(frag);
         }
         m.load_average_1m = std::fs::read_to_string("/proc/loadavg")
             .ok()
@@ -258,7 +263,10 @@ impl HealthSource for RuntimeHealth {
             alerts: alerts(&nginx, &system),
             nginx,
             system,
-            config_checksum: applied.as_ref().map(|a| a.checksum.clone()).unwrap_or_default(),
+            config_checksum: applied
+                .as_ref()
+                .map(|a| a.checksum.clone())
+                .unwrap_or_default(),
             config_version: applied.map_or(0, |a| a.version),
         }
     }

@@ -42,8 +42,8 @@ mod error;
 pub mod health;
 pub mod nginx;
 pub mod pipeline;
-pub mod store;
 pub mod runtime;
+pub mod store;
 mod transport;
 mod unary;
 
@@ -52,10 +52,10 @@ pub use config::{AgentConfig, AgentIdentity, Timeouts};
 pub use connection::{Handlers, run};
 pub use credential::CredentialStore;
 pub use error::{ConfigError, ConnectError, CredentialError, FatalError};
+pub use pipeline::{NginxRuntime, RuntimeConfig};
 pub use runtime::{
     ApplyOutcome, CommandHandler, ConfigApplier, HealthSource, Telemetry, TelemetrySource,
 };
-pub use pipeline::{NginxRuntime, RuntimeConfig};
 pub use transport::connect;
 pub use unary::{report_health, report_metrics};
 

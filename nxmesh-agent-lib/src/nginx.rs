@@ -19,6 +19,10 @@ use nxmesh_core::generator::NginxVersion;
 use tokio::process::{Child, Command};
 use tokio::sync::Mutex;
 
+/// How long the error log must stay quiet before a failed reload is over
+/// (nginx retries a failed `bind()` every 500 ms).
+const RELOAD_QUIET: Duration = Duration::from_millis(700);
+
 /// How the agent runs beside nginx.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NginxMode {
@@ -141,8 +145,8 @@ pub async fn detect_version(binary: &Path) -> Result<NginxVersion, NginxError> {
             source,
         })?;
     // nginx prints its version on stderr.
-    let text = String::from_utf8_lossy(&out.stderr).into_owned()
-        + &String::from_utf8_lossy(&out.stdout);
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
     parse_version(&text).ok_or(NginxError::Version(text))
 }
 
@@ -178,7 +182,10 @@ pub async fn test_config(paths: &NginxPaths, conf: &Path) -> Result<String, Ngin
     if out.status.success() {
         Ok(text)
     } else if text.is_empty() {
-        Err(NginxError::Refused(format!("nginx -t exited with {}", out.status)))
+        Err(NginxError::Refused(format!(
+            "nginx -t exited with {}",
+            out.status
+        )))
     } else {
         Err(NginxError::Refused(text))
     }
@@ -248,6 +255,9 @@ impl Nginx {
             .arg(&self.paths.conf)
             .arg("-g")
             .arg("daemon off;")
+            // Its own process group: a Ctrl-C or SIGINT to the agent's
+            // group must not stop nginx, which outlives the agent.
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -302,11 +312,26 @@ impl Nginx {
         signal(master.pid, Signal::SIGHUP)?;
         let deadline = Instant::now() + self.confirm.timeout;
         let mut new_seen: Option<Instant> = None;
+        // (log length, when it last changed) once an error was seen.
+        let mut failing: Option<(u64, Instant)> = None;
         loop {
             tokio::time::sleep(Duration::from_millis(10)).await;
             let errors = new_error_lines(&self.paths.error_log, offset);
             if !errors.is_empty() {
-                return Err(NginxError::Unconfirmed(errors.join("\n")));
+                // A failed reload is not over at the first error: nginx
+                // retries bind() five times, 500 ms apart, and a port freed
+                // meanwhile would still bring the refused configuration up.
+                // Wait until the log has been quiet for longer than that.
+                let len = log_len(&self.paths.error_log);
+                match failing {
+                    Some((l, since)) if l == len => {
+                        if since.elapsed() >= RELOAD_QUIET || Instant::now() > deadline {
+                            return Err(NginxError::Unconfirmed(errors.join("\n")));
+                        }
+                    }
+                    _ => failing = Some((len, Instant::now())),
+                }
+                continue;
             }
             if ProcStat::read(master.pid).is_none_or(|s| s.state == 'Z') {
                 return Err(NginxError::Unconfirmed(

@@ -205,9 +205,15 @@ impl NginxRuntime {
         let data_dir = config.data_dir.clone();
         let (store, lkg) = {
             let dirs = [
-                Path::new(&config.layout.pid_file).parent().map(Path::to_owned),
-                Path::new(&config.layout.error_log).parent().map(Path::to_owned),
-                Path::new(&config.layout.access_log).parent().map(Path::to_owned),
+                Path::new(&config.layout.pid_file)
+                    .parent()
+                    .map(Path::to_owned),
+                Path::new(&config.layout.error_log)
+                    .parent()
+                    .map(Path::to_owned),
+                Path::new(&config.layout.access_log)
+                    .parent()
+                    .map(Path::to_owned),
                 Some(PathBuf::from(&config.layout.temp_dir)),
             ];
             let data = data_dir.clone();
@@ -446,8 +452,7 @@ impl NginxRuntime {
         if self.hook(ApplyStep::Staged, &staging).is_err() {
             return aborted(ApplyStep::Staged, live);
         }
-        if let Err(e) = nginx::test_config(inner.nginx.paths(), &staging.join("nginx.conf")).await
-        {
+        if let Err(e) = nginx::test_config(inner.nginx.paths(), &staging.join("nginx.conf")).await {
             discard(staging).await;
             let msg = match e {
                 NginxError::Refused(text) => text,
@@ -508,7 +513,12 @@ impl NginxRuntime {
         ApplyOutcome::success(checksum)
     }
 
-    async fn roll_back(&self, why: String, previous: Option<String>, tree: PathBuf) -> ApplyOutcome {
+    async fn roll_back(
+        &self,
+        why: String,
+        previous: Option<String>,
+        tree: PathBuf,
+    ) -> ApplyOutcome {
         let Some(prev) = previous.clone() else {
             return ApplyOutcome::rolled_back(
                 format!("{why}; there is no previous tree to restore"),

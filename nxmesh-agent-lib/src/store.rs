@@ -46,7 +46,9 @@ pub struct TreeStore {
 
 /// Whether `s` can name a tree directory: a lowercase hex checksum.
 fn is_checksum(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn invalid(msg: String) -> io::Error {
@@ -124,7 +126,11 @@ impl TreeStore {
                     }
                 }
             }
-            let mode = if f.path.ends_with(".key") { 0o600 } else { 0o644 };
+            let mode = if f.path.ends_with(".key") {
+                0o600
+            } else {
+                0o644
+            };
             let mut file = OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -284,7 +290,10 @@ mod tests {
             .stage(&[file("nginx.conf", "A"), file("conf.d/x/y.key", "K")])
             .unwrap();
         use std::os::unix::fs::PermissionsExt as _;
-        let mode = fs::metadata(s.join("conf.d/x/y.key")).unwrap().permissions().mode();
+        let mode = fs::metadata(s.join("conf.d/x/y.key"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         store.commit(&s, &a).unwrap();
         store.switch(&a).unwrap();

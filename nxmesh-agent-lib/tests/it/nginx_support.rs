@@ -27,24 +27,33 @@ fn ci() -> bool {
 // Outside CI a missing nginx skips the test with a notice on stderr.
 #[allow(clippy::print_stderr)]
 pub(crate) fn nginx_binary() -> Option<PathBuf> {
-    let path = std::env::var("NXMESH_NGINX").map_or_else(|_| "/usr/sbin/nginx".into(), PathBuf::from);
+    let path =
+        std::env::var("NXMESH_NGINX").map_or_else(|_| "/usr/sbin/nginx".into(), PathBuf::from);
     if path.is_file() {
         return Some(path);
     }
-    assert!(!ci(), "nginx is required under CI=true (looked at {path:?})");
+    assert!(
+        !ci(),
+        "nginx is required under CI=true (looked at {path:?})"
+    );
     eprintln!("notice: nginx not found at {path:?}; skipping");
     None
 }
 
 /// A free port on 127.0.0.1 (bound and released).
 pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A temporary nginx prefix and agent data directory; stops nginx on drop
 /// (SIGQUIT, then SIGKILL after 3 s).
 pub(crate) struct Env {
-    pub(crate) dir: tempfile::TempDir,
+    /// Holds the temporary directory until the end of the test.
+    _dir: tempfile::TempDir,
     pub(crate) config: RuntimeConfig,
     /// The port the test's virtual hosts listen on.
     pub(crate) port: u16,
@@ -65,7 +74,7 @@ impl Env {
         config.worker_shutdown_timeout_secs = 5;
         config.stop_timeout = Duration::from_secs(5);
         Some(Env {
-            dir,
+            _dir: dir,
             config,
             port: free_port(),
         })
@@ -97,8 +106,10 @@ impl Drop for Env {
 }
 
 fn is_zombie(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map_or(true, |s| s.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z')))
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+        s.rsplit_once(')')
+            .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+    })
 }
 
 /// A configuration with one virtual host on `port` answering `200 body`.
@@ -154,8 +165,11 @@ pub(crate) fn update_with_bad_certificate(version: i64, port: u16, tls_port: u16
         CertificateBundle {
             id: cert_id,
             domain: "tls.test".to_owned(),
-            certificate_pem: "-----BEGIN CERTIFICATE-----\nTm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n".to_owned(),
-            private_key_pem: "-----BEGIN PRIVATE KEY-----\nTm90IGEga2V5\n-----END PRIVATE KEY-----\n".to_owned(),
+            certificate_pem:
+                "-----BEGIN CERTIFICATE-----\nTm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n"
+                    .to_owned(),
+            private_key_pem:
+                "-----BEGIN PRIVATE KEY-----\nTm90IGEga2V5\n-----END PRIVATE KEY-----\n".to_owned(),
             expires_at: chrono::Utc::now() + chrono::Duration::days(30),
         },
     );
@@ -210,6 +224,8 @@ pub(crate) enum Fault {
     None,
     /// Append text to a file of the staged tree.
     Append(&'static str, String),
+    /// Cut a file of the staged tree before its last `}`.
+    TruncateLastBrace(&'static str),
     /// Delete the staged files whose path ends with this suffix.
     DeleteSuffix(&'static str),
     /// Stop the apply at this step, as if the agent were killed there.
@@ -235,6 +251,13 @@ impl ApplyHook for Inject {
                     .open(tree.join(file))
                     .unwrap();
                 f.write_all(text.as_bytes()).unwrap();
+                Ok(())
+            }
+            Fault::TruncateLastBrace(file) if step == ApplyStep::Staged => {
+                let path = tree.join(file);
+                let text = std::fs::read_to_string(&path).unwrap();
+                let cut = text.rfind('}').unwrap();
+                std::fs::write(&path, &text[..cut]).unwrap();
                 Ok(())
             }
             Fault::DeleteSuffix(suffix) if step == ApplyStep::Staged => {
