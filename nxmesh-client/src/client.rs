@@ -293,8 +293,11 @@ impl Client {
             let body = LogoutRequest {
                 refresh_token: s.refresh_token,
             };
-            self.send_raw(&Request::new(Method::POST, "v1/auth/logout".into()).json(&body), None)
-                .await?;
+            self.send_raw(
+                &Request::new(Method::POST, "v1/auth/logout".into()).json(&body),
+                None,
+            )
+            .await?;
         }
         Ok(())
     }
@@ -346,8 +349,11 @@ impl Client {
         };
         let res: TokenResponse = self
             .decode(
-                self.send_raw(&Request::new(Method::POST, "v1/auth/login".into()).json(&body), None)
-                    .await?,
+                self.send_raw(
+                    &Request::new(Method::POST, "v1/auth/login".into()).json(&body),
+                    None,
+                )
+                .await?,
             )
             .await?;
         Ok(Session::from_response(res))

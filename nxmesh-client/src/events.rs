@@ -136,11 +136,11 @@ async fn connect(client: &Client, subscription: &Subscription) -> Result<Socket>
         .map_err(|()| Error::UnsupportedScheme(scheme.to_owned()))?;
     let mut request = url.as_str().into_client_request()?;
     if let Some(token) = client.bearer_token().await? {
-        let value = format!("Bearer {token}")
-            .parse()
-            .map_err(|e: tokio_tungstenite::tungstenite::http::header::InvalidHeaderValue| {
+        let value = format!("Bearer {token}").parse().map_err(
+            |e: tokio_tungstenite::tungstenite::http::header::InvalidHeaderValue| {
                 Error::from(tokio_tungstenite::tungstenite::Error::HttpFormat(e.into()))
-            })?;
+            },
+        )?;
         request.headers_mut().insert("authorization", value);
     }
     let connector = Connector::Rustls(tls_config()?);
@@ -160,17 +160,19 @@ async fn connect(client: &Client, subscription: &Subscription) -> Result<Socket>
                 .as_deref()
                 .map(|b| String::from_utf8_lossy(b).into_owned())
                 .unwrap_or_default();
-            return Err(match serde_json::from_str::<nxmesh_core::error::ErrorBody>(&body) {
-                Ok(b) => Error::Api {
-                    status,
-                    code: b.error.code,
-                    message: b.error.message,
-                    request_id: b.error.request_id,
-                    details: b.error.details,
-                    retry_after: None,
+            return Err(
+                match serde_json::from_str::<nxmesh_core::error::ErrorBody>(&body) {
+                    Ok(b) => Error::Api {
+                        status,
+                        code: b.error.code,
+                        message: b.error.message,
+                        request_id: b.error.request_id,
+                        details: b.error.details,
+                        retry_after: None,
+                    },
+                    Err(_) => Error::UnexpectedResponse { status, body },
                 },
-                Err(_) => Error::UnexpectedResponse { status, body },
-            });
+            );
         }
         Err(e) => return Err(e.into()),
     };

@@ -114,7 +114,10 @@ impl Members {
     }
 
     /// Every member, page after page.
-    pub fn list_all(&self, params: &ListParams) -> impl Stream<Item = Result<Member>> + Send + 'static {
+    pub fn list_all(
+        &self,
+        params: &ListParams,
+    ) -> impl Stream<Item = Result<Member>> + Send + 'static {
         paginate(self.client.clone(), self.path(), Vec::new(), *params)
     }
 
@@ -262,7 +265,10 @@ impl Api<Agent> {
     pub async fn reload(&self, id: Uuid) -> Result<ReloadResponse> {
         let res = self
             .client
-            .send(&Request::new(Method::POST, format!("v1/agents/{id}/reload")))
+            .send(&Request::new(
+                Method::POST,
+                format!("v1/agents/{id}/reload"),
+            ))
             .await?;
         self.client.decode(res).await
     }
@@ -330,9 +336,16 @@ impl Metrics {
     }
 
     /// The summary of every agent of `workspace`.
-    pub async fn workspace(&self, workspace: Uuid, window_: &MetricsQuery) -> Result<MetricsSummary> {
+    pub async fn workspace(
+        &self,
+        workspace: Uuid,
+        window_: &MetricsQuery,
+    ) -> Result<MetricsSummary> {
         self.client
-            .get_json(format!("v1/workspaces/{workspace}/metrics"), window(window_))
+            .get_json(
+                format!("v1/workspaces/{workspace}/metrics"),
+                window(window_),
+            )
             .await
     }
 

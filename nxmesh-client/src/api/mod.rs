@@ -19,8 +19,8 @@ use crate::client::Client;
 use crate::error::Result;
 
 pub use extra::{
-    AccessLogs, AgentCommand, AgentWithConfig, ApiTokens, AuditLog, CommandResponse,
-    ConfigPreview, Members, Metrics, Rollout, Users,
+    AccessLogs, AgentCommand, AgentWithConfig, ApiTokens, AuditLog, CommandResponse, ConfigPreview,
+    Members, Metrics, Rollout, Users,
 };
 pub use resources::AgentFilter;
 

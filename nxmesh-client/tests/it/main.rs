@@ -1,3 +1,8 @@
-//! Integration tests of the `nxmesh` command line.
+//! Integration tests of the client library and the `nxmesh` command line,
+//! against a real master started in the test.
 
+mod cli;
+mod client;
 mod config;
+mod support;
+mod walkthrough;

@@ -1,0 +1,348 @@
+//! The `nxmesh` binary against a real master: login and its context file,
+//! list/get/create/delete, `apply -f` (idempotent, `--dry-run` diff, bad
+//! input changes nothing), `events --follow`, completions.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use nxmesh_client::ListParams;
+use nxmesh_core::model::CreateRegistrationToken;
+
+use crate::support::{ADMIN_EMAIL, Master, PASSWORD, register_agent};
+
+fn nxmesh(config: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_nxmesh"));
+    c.args(args)
+        .env("NXMESH_CONFIG", config)
+        .env_remove("NXMESH_CONTEXT")
+        .env("NXMESH_PASSWORD", PASSWORD);
+    c
+}
+
+/// Runs the binary off the runtime's threads (the master runs on them).
+async fn run(config: &Path, args: &[&str]) -> Output {
+    let mut cmd = nxmesh(config, args);
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[track_caller]
+fn ok(o: &Output) -> String {
+    assert!(o.status.success(), "failed: {}\n{}", stdout(o), stderr(o));
+    stdout(o)
+}
+
+const SITE: &str = r#"
+organizations:
+  - name: Acme
+    slug: acme
+    workspaces:
+      - name: Production
+        slug: production
+        upstreams:
+          - name: api
+            algorithm: least_connections
+            servers:
+              - address: 10.0.1.30:8080
+                weight: 2
+        virtual_hosts:
+          - name: Main
+            server_name: example.com
+            listen_port: 8080
+            locations:
+              - path: /api
+                upstream: api
+"#;
+
+async fn logged_in(master: &Master) -> std::path::PathBuf {
+    let config = master.path("config.yaml");
+    let out = run(
+        &config,
+        &[
+            "login",
+            "--url",
+            &master.url,
+            "--email",
+            ADMIN_EMAIL,
+            "--name",
+            "test",
+        ],
+    )
+    .await;
+    assert!(ok(&out).contains("logged in"));
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_stores_a_private_context() {
+    let master = Master::start().await;
+    let config = logged_in(&master).await;
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("current_context: test"), "{text}");
+    assert!(!text.contains(PASSWORD), "the password is never stored");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&config).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // Wrong password: one clear line, non-zero exit.
+    let out = nxmesh(
+        &master.path("other.yaml"),
+        &["login", "--url", &master.url, "--email", ADMIN_EMAIL],
+    )
+    .env("NXMESH_PASSWORD", "wrong wrong wrong")
+    .output()
+    .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("UNAUTHORIZED"), "{}", stderr(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crud_and_output_formats() {
+    let master = Master::start().await;
+    let config = logged_in(&master).await;
+    let out = ok(&run(
+        &config,
+        &[
+            "create", "org", "--name", "Acme", "--slug", "acme", "-o", "json",
+        ],
+    )
+    .await);
+    let org: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let id = org["id"].as_str().unwrap().to_owned();
+    let table = ok(&run(&config, &["list", "organizations"]).await);
+    assert!(table.starts_with("ID"), "{table}");
+    assert!(table.contains("acme"), "{table}");
+    let yaml = ok(&run(&config, &["get", "org", &id, "-o", "yaml"]).await);
+    assert!(yaml.contains("slug: acme"), "{yaml}");
+    ok(&run(
+        &config,
+        &[
+            "create", "ws", "--org", &id, "--name", "Prod", "--slug", "prod",
+        ],
+    )
+    .await);
+    let ws = ok(&run(&config, &["list", "workspaces", "--org", &id]).await);
+    assert!(ws.contains("prod"), "{ws}");
+    ok(&run(&config, &["delete", "org", &id]).await);
+    let out = run(&config, &["get", "org", &id]).await;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("NOT_FOUND"), "{}", stderr(&out));
+    let bash = ok(&run(&config, &["completions", "bash"]).await);
+    assert!(bash.contains("nxmesh"), "{bash}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_is_idempotent_and_dry_run_shows_the_diff() {
+    let master = Master::start().await;
+    let config = logged_in(&master).await;
+    let site = master.path("site.yaml");
+    std::fs::write(&site, SITE).unwrap();
+    let site_arg = site.to_str().unwrap();
+
+    let first = ok(&run(&config, &["apply", "-f", site_arg]).await);
+    assert!(first.contains("+ organization acme"), "{first}");
+    assert!(
+        first.contains("+ virtual-host acme/production/Main"),
+        "{first}"
+    );
+    assert!(first.contains("4 change(s) applied"), "{first}");
+
+    let second = ok(&run(&config, &["apply", "-f", site_arg]).await);
+    assert!(
+        second.contains("0 change(s)"),
+        "a second apply is a no-op: {second}"
+    );
+
+    std::fs::write(
+        &site,
+        SITE.replace("listen_port: 8080", "listen_port: 8081"),
+    )
+    .unwrap();
+    let plan = ok(&run(&config, &["apply", "-f", site_arg, "--dry-run"]).await);
+    let changed: Vec<&str> = plan.lines().filter(|l| !l.starts_with("= ")).collect();
+    assert_eq!(
+        changed,
+        [
+            "~ virtual-host acme/production/Main",
+            "    - listen_port: 8080",
+            "    + listen_port: 8081",
+            "1 change(s) planned (dry run)",
+        ],
+        "{plan}"
+    );
+    // The dry run changed nothing.
+    let client = master.admin();
+    let org = client
+        .organizations()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .data[0]
+        .clone();
+    let ws = client
+        .workspaces(org.id)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .data[0]
+        .clone();
+    let hosts = client
+        .virtual_hosts(ws.id)
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    assert_eq!(hosts.data[0].spec.listen_port, 8080);
+    let upstream = client
+        .upstreams(ws.id)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .data[0]
+        .clone();
+    assert_eq!(
+        hosts.data[0].spec.locations[0].upstream_id,
+        Some(upstream.id)
+    );
+
+    let applied = ok(&run(&config, &["apply", "-f", site_arg]).await);
+    assert!(applied.contains("1 change(s) applied"), "{applied}");
+    let hosts = client
+        .virtual_hosts(ws.id)
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    assert_eq!(hosts.data[0].spec.listen_port, 8081);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_apply_input_names_the_field_and_changes_nothing() {
+    let master = Master::start().await;
+    let config = logged_in(&master).await;
+    let client = master.admin();
+    let cases = [
+        (
+            SITE.replace(
+                "        slug: production",
+                "        slug: production\n        colour: blue",
+            ),
+            "colour",
+        ),
+        (
+            SITE.replace(
+                "                weight: 2",
+                "                weight: 2\n                wieght: 3",
+            ),
+            "wieght",
+        ),
+        (
+            SITE.replace("server_name: example.com", "server_name: \"exa;mple.com\""),
+            "server_name",
+        ),
+        (
+            SITE.replace("upstream: api", "upstream: nope"),
+            "locations.0.upstream",
+        ),
+    ];
+    for (i, (text, field)) in cases.iter().enumerate() {
+        let f = master.path(&format!("bad-{i}.yaml"));
+        std::fs::write(&f, text).unwrap();
+        let out = run(&config, &["apply", "-f", f.to_str().unwrap()]).await;
+        assert!(!out.status.success(), "case {i} must fail");
+        let err = stderr(&out);
+        assert!(
+            err.contains(field),
+            "case {i}: the error names {field}: {err}"
+        );
+        assert!(err.contains("nothing was changed"), "{err}");
+        assert_eq!(
+            client
+                .organizations()
+                .list(&ListParams::default())
+                .await
+                .unwrap()
+                .meta
+                .total,
+            0,
+            "case {i} changed nothing"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_follow_prints_agent_connected() {
+    let master = Master::start().await;
+    let grpc = master.grpc().await;
+    let config = logged_in(&master).await;
+    let client = master.admin();
+    let org = client
+        .organizations()
+        .create(&nxmesh_core::model::CreateOrganization {
+            name: "Acme".into(),
+            slug: "acme".into(),
+        })
+        .await
+        .unwrap();
+    let ws = client
+        .workspaces(org.id)
+        .create(&nxmesh_core::model::CreateWorkspace {
+            name: "Prod".into(),
+            slug: "prod".into(),
+        })
+        .await
+        .unwrap();
+
+    let mut child = nxmesh(&config, &["events", "--follow", "--type", "agent.*"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let ready = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        err.read_line(&mut line).unwrap();
+        line
+    })
+    .await
+    .unwrap();
+    assert!(ready.contains("watching events"), "{ready}");
+
+    let token = client
+        .agents(ws.id)
+        .create_registration_token(&CreateRegistrationToken {
+            name: "web-01".into(),
+            labels: Default::default(),
+            expires_in_hours: None,
+        })
+        .await
+        .unwrap();
+    let agent = register_agent(&grpc, &token.token).await;
+
+    let line = tokio::time::timeout(
+        std::time::Duration::from_secs(15),
+        tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            out.read_line(&mut line).unwrap();
+            line
+        }),
+    )
+    .await
+    .expect("an event line within 15 s")
+    .unwrap();
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(line.contains("agent.connected"), "{line}");
+    assert!(line.contains(&agent.id.to_string()), "{line}");
+}
