@@ -45,7 +45,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 
 /// Simulates a fleet of agents against one master and reports.
 #[derive(Debug, Parser)]
@@ -201,6 +201,8 @@ struct Fleet {
     registrations: AtomicUsize,
     /// Agents refused for good.
     refused: AtomicUsize,
+    /// Sessions that ended and were retried.
+    retries: AtomicUsize,
     /// Size of the last `ConfigUpdate` received (encoded bytes).
     update_bytes: AtomicUsize,
     /// Stop every agent.
@@ -288,7 +290,11 @@ async fn agent(sim: Arc<Sim>, shared: Arc<Shared>) {
                 shared.fleet.refused.fetch_add(1, Ordering::Relaxed);
                 return;
             }
-            End::Retry(_) => {
+            End::Retry(why) => {
+                let retries = shared.fleet.retries.fetch_add(1, Ordering::Relaxed);
+                if retries < 20 && !shared.fleet.stop.load(Ordering::Relaxed) {
+                    eprintln!("agent {} reconnects: {why}", sim.index);
+                }
                 // Full jitter, as the agent library does.
                 let ceiling = shared
                     .backoff_base
@@ -320,12 +326,12 @@ fn rand_unit() -> f64 {
 async fn session(sim: &Sim, shared: &Shared, attempt: &mut u32) -> End {
     use pb::master_message::Payload as M;
     let permit = shared.connect.acquire().await.expect("never closed");
-    let channel = match tokio::time::timeout(Duration::from_secs(30), shared.endpoint.connect()).await
-    {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => return End::Retry(format!("connect: {e}")),
-        Err(_) => return End::Retry("connect timeout".into()),
-    };
+    let channel =
+        match tokio::time::timeout(Duration::from_secs(30), shared.endpoint.connect()).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return End::Retry(format!("connect: {e}")),
+            Err(_) => return End::Retry("connect timeout".into()),
+        };
     let mut client = AgentServiceClient::new(channel)
         .max_decoding_message_size(64 * 1024 * 1024)
         .max_encoding_message_size(64 * 1024 * 1024);
@@ -387,7 +393,8 @@ async fn session(sim: &Sim, shared: &Shared, attempt: &mut u32) -> End {
     let fleet = &shared.fleet;
     fleet.connected.fetch_add(1, Ordering::Relaxed);
     fleet.registrations.fetch_add(1, Ordering::Relaxed);
-    let interval = Duration::from_secs(u64::try_from(r.heartbeat_interval_seconds.max(1)).unwrap_or(10));
+    let interval =
+        Duration::from_secs(u64::try_from(r.heartbeat_interval_seconds.max(1)).unwrap_or(10));
     // The first heartbeat is due one interval from now, spread by jitter
     // so that a fleet connected in a burst does not beat in step.
     let first_beat = Instant::now() + interval.mul_f64(rand_unit());
@@ -634,7 +641,11 @@ async fn main() -> anyhow::Result<()> {
             })
         })
         .collect();
-    let affected: Vec<usize> = sims.iter().filter(|s| s.production).map(|s| s.index).collect();
+    let affected: Vec<usize> = sims
+        .iter()
+        .filter(|s| s.production)
+        .map(|s| s.index)
+        .collect();
     let t0 = Instant::now();
     let mut agents = JoinSet::new();
     for sim in &sims {
@@ -686,7 +697,11 @@ async fn main() -> anyhow::Result<()> {
             (Instant::now(), v)
         } else {
             let v = rest
-                .call("PATCH", &format!("/v1/virtual-hosts/{vhost_id}"), Some(body))
+                .call(
+                    "PATCH",
+                    &format!("/v1/virtual-hosts/{vhost_id}"),
+                    Some(body),
+                )
                 .await?;
             (Instant::now(), v)
         };
@@ -729,7 +744,11 @@ async fn main() -> anyhow::Result<()> {
     println!();
     println!("| what | figure |");
     println!("|---|---|");
-    println!("| registration tokens (REST, {} concurrent) | {} |", args.token_concurrency, ms(token_time));
+    println!(
+        "| registration tokens (REST, {} concurrent) | {} |",
+        args.token_concurrency,
+        ms(token_time)
+    );
     println!(
         "| all {n} agents connected and registered ({} concurrent dials) | {} ({:.0} agents/s) |",
         args.connect_concurrency,
@@ -740,7 +759,9 @@ async fn main() -> anyhow::Result<()> {
         "| connected (harness) / online (REST) | {} / {online} |",
         fleet.connected.load(Ordering::Relaxed)
     );
-    println!("| master RSS with the fleet connected, idle | {rss:.0} MiB (peak so far {hwm:.0} MiB) |");
+    println!(
+        "| master RSS with the fleet connected, idle | {rss:.0} MiB (peak so far {hwm:.0} MiB) |"
+    );
     println!("| master RSS after the changes | {rss_after:.0} MiB (peak {hwm_after:.0} MiB) |");
     println!("| load generator RSS | {own_rss:.0} MiB |");
     println!(
@@ -758,6 +779,10 @@ async fn main() -> anyhow::Result<()> {
         ms(*per_change.last().unwrap_or(&Duration::ZERO))
     );
     println!("| unaffected (staging) agents that received a change | {unaffected_got} |");
+    println!(
+        "| sessions that ended and reconnected so far | {} |",
+        fleet.retries.load(Ordering::Relaxed)
+    );
 
     // (c) Restart.
     if let Some(dir) = &args.control_dir {
@@ -781,7 +806,9 @@ async fn main() -> anyhow::Result<()> {
         let pid: u32 = parts.next().context("no pid")?.parse()?;
         let started_ms: i64 = parts.next().context("no start time")?.parse()?;
         let since_start = Duration::from_millis(u64::try_from(now_ms() - started_ms).unwrap_or(0));
-        let new_start = Instant::now().checked_sub(since_start).unwrap_or_else(Instant::now);
+        let new_start = Instant::now()
+            .checked_sub(since_start)
+            .unwrap_or_else(Instant::now);
         let deadline = Instant::now() + limit;
         while !rest.ready().await {
             if Instant::now() > deadline {
@@ -823,9 +850,14 @@ async fn main() -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let reconnected = new_start.elapsed();
+        // Bounded apart from the phase limit: a status the master lost is
+        // never re-reported, so the ledger may not reach the fleet.
         let mut in_sync = Value::Null;
+        let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
-            let r = rest.call("GET", &format!("/v1/workspaces/{ws}/rollout"), None).await?;
+            let r = rest
+                .call("GET", &format!("/v1/workspaces/{ws}/rollout"), None)
+                .await?;
             in_sync = r["summary"].clone();
             if r["summary"]["in_sync"] == json!(n) {
                 break;
@@ -834,7 +866,10 @@ async fn main() -> anyhow::Result<()> {
         }
         let ledger = new_start.elapsed();
         let (rss, hwm) = rss_mib(pid);
-        println!("| after a master restart: REST ready | {} after the new process started |", ms(ready));
+        println!(
+            "| after a master restart: REST ready | {} after the new process started |",
+            ms(ready)
+        );
         println!(
             "| after a master restart: every agent reconnected | {} |",
             ms(reconnected)
@@ -847,7 +882,9 @@ async fn main() -> anyhow::Result<()> {
             "| after a master restart: ledger in sync ({in_sync}) | {} |",
             ms(ledger)
         );
-        println!("| master RSS after the restart, fleet reconnected | {rss:.0} MiB (peak {hwm:.0} MiB) |");
+        println!(
+            "| master RSS after the restart, fleet reconnected | {rss:.0} MiB (peak {hwm:.0} MiB) |"
+        );
     }
     println!();
     eprintln!("total {}", ms(started.elapsed()));

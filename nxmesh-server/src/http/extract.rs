@@ -1,7 +1,7 @@
 //! Extractors whose rejections are the API's own errors, and the
 //! authenticated principal.
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use nxmesh_core::model::{Role, Scope, User};
@@ -10,7 +10,9 @@ use uuid::Uuid;
 
 use super::error::ApiError;
 
-/// A JSON body; malformed JSON or wrong types are a 422.
+/// A JSON body; malformed JSON, wrong types and unknown fields are a 422
+/// (an unknown field is most often a misspelt one, and silently ignoring it
+/// would lose what the user meant).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApiJson<T>(pub T);
 
@@ -22,20 +24,50 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(ApiJson(v)),
-            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::bad_request(
+        let is_json = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|ct| {
+                ct.split(';')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_ascii_lowercase()
+            })
+            .is_some_and(|mime| mime == "application/json" || mime.ends_with("+json"));
+        if !is_json {
+            return Err(ApiError::bad_request(
                 "expected a JSON body with Content-Type: application/json",
-            )),
-            Err(JsonRejection::BytesRejection(_)) => Err(ApiError::bad_request(
-                "the request body is too large or unreadable",
-            )),
-            Err(e) => Err(ApiError::bad_request(format!(
-                "invalid JSON body: {}",
-                e.body_text()
-            ))),
+            ));
         }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|_| ApiError::bad_request("the request body is too large or unreadable"))?;
+        parse_json(&bytes).map(ApiJson)
     }
+}
+
+/// Deserializes `bytes`, refusing unknown fields with a field error each.
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut unknown = Vec::new();
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_ignored::deserialize(&mut de, |path| unknown.push(path.to_string()))
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    de.end()
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    if unknown.is_empty() {
+        return Ok(value);
+    }
+    let mut errors = nxmesh_core::error::ValidationErrors::default();
+    for field in unknown {
+        errors.push(
+            field,
+            nxmesh_core::error::FieldErrorCode::NotAllowed,
+            "unknown field",
+        );
+    }
+    Err(errors.into())
 }
 
 /// Query parameters; bad values are a 422.

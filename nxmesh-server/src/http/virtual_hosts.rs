@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use nxmesh_core::error::{ErrorBody, FieldErrorCode, ValidationErrors};
 use nxmesh_core::model::{
-    CreateVirtualHost, Role, UpdateVirtualHost, VirtualHost, VirtualHostSpec,
+    CreateVirtualHost, Role, TargetAgents, UpdateVirtualHost, VirtualHost, VirtualHostSpec,
 };
 use nxmesh_core::pagination::{Page, PageParams};
 use nxmesh_core::validate::Validate;
@@ -13,8 +13,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::error::ApiResult;
-use super::extract::{ApiJson, ApiQuery, Auth, EDIT, Id};
+use super::error::{ApiError, ApiResult};
+use super::extract::{ApiJson, ApiQuery, Auth, EDIT, Id, parse_json};
 use crate::rollout::targeted;
 use crate::state::AppState;
 
@@ -22,6 +22,57 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list, create))
         .routes(routes!(read, update, remove))
+}
+
+/// `CreateVirtualHost` flattens its spec, and serde cannot report unknown
+/// fields through a flatten: split `target_agents` off and read the spec
+/// on its own, so a misspelt field anywhere is a field error.
+fn create_body(body: serde_json::Value) -> ApiResult<CreateVirtualHost> {
+    let serde_json::Value::Object(mut fields) = body else {
+        return Err(ApiError::bad_request(
+            "invalid JSON body: expected an object",
+        ));
+    };
+    let target_agents = match fields.remove("target_agents") {
+        Some(t) => {
+            check_target_keys(&t)?;
+            parse_json(t.to_string().as_bytes()).map_err(|e| prefixed(e, "target_agents"))?
+        }
+        None => TargetAgents::default(),
+    };
+    let spec = parse_json(serde_json::Value::Object(fields).to_string().as_bytes())?;
+    Ok(CreateVirtualHost {
+        spec,
+        target_agents,
+    })
+}
+
+/// `target_agents` is tagged by `type`, and serde ignores extra keys of a
+/// tagged enum: check them here.
+fn check_target_keys(t: &serde_json::Value) -> ApiResult<()> {
+    let Some(obj) = t.as_object() else {
+        return Ok(());
+    };
+    let allowed: &[&str] = match obj.get("type").and_then(|v| v.as_str()) {
+        Some("selector") => &["type", "label_selector"],
+        _ => &["type"],
+    };
+    let mut errors = ValidationErrors::default();
+    for k in obj.keys().filter(|k| !allowed.contains(&k.as_str())) {
+        errors.push(
+            format!("target_agents.{k}"),
+            FieldErrorCode::NotAllowed,
+            "unknown field",
+        );
+    }
+    Ok(errors.into_result()?)
+}
+
+fn prefixed(mut e: ApiError, field: &str) -> ApiError {
+    for d in &mut e.details {
+        d.field = format!("{field}.{}", d.field);
+    }
+    e
 }
 
 /// The upstreams and certificate a virtual host names must exist in its
@@ -101,9 +152,10 @@ async fn create(
     State(state): State<AppState>,
     auth: Auth,
     Id(ws): Id,
-    ApiJson(req): ApiJson<CreateVirtualHost>,
+    ApiJson(body): ApiJson<serde_json::Value>,
 ) -> ApiResult<(StatusCode, Json<VirtualHost>)> {
     let workspace = state.workspace(&auth, ws, EDIT).await?;
+    let req = create_body(body)?;
     req.validate()?;
     check_references(&state, ws, &req.spec).await?;
     let vh = state
@@ -171,9 +223,13 @@ async fn update(
     State(state): State<AppState>,
     auth: Auth,
     Id(id): Id,
-    ApiJson(req): ApiJson<UpdateVirtualHost>,
+    ApiJson(body): ApiJson<serde_json::Value>,
 ) -> ApiResult<Json<VirtualHost>> {
     let (current, ws) = state.virtual_host(&auth, id, EDIT).await?;
+    if let Some(t) = body.get("target_agents") {
+        check_target_keys(t)?;
+    }
+    let req: UpdateVirtualHost = parse_json(body.to_string().as_bytes())?;
     let (spec, target) = req.apply_to(&current)?;
     check_references(&state, ws.id, &spec).await?;
     let vh = state.store.update_virtual_host(id, &spec, &target).await?;

@@ -637,6 +637,53 @@ async fn errors_are_the_specification_body(app: App) {
     assert_eq!(e["error"]["message"], "Request validation failed");
     assert_eq!(e["error"]["details"][0]["field"], "server_name");
     assert_eq!(e["error"]["details"][0]["code"], "INVALID_FORMAT");
+    // Unknown fields are refused by name, at any depth, also through the
+    // flattened virtual-host body.
+    let e = app
+        .post(
+            "/v1/organizations",
+            t,
+            json!({"name": "A", "slug": "a-b", "colour": "red"}),
+        )
+        .await
+        .err(422, "VALIDATION_ERROR");
+    assert_eq!(e["error"]["details"][0]["field"], "colour");
+    let e = app
+        .post(&format!("/v1/workspaces/{ws}/virtual-hosts"), t, json!({"name": "x", "sever_name": "a.example.com", "server_name": "a.example.com", "listen_port": 80}))
+        .await
+        .err(422, "VALIDATION_ERROR");
+    assert_eq!(e["error"]["details"][0]["field"], "sever_name");
+    let e = app
+        .post(
+            &format!("/v1/workspaces/{ws}/virtual-hosts"),
+            t,
+            json!({"name": "x", "server_name": "a.example.com", "listen_port": 80, "locations": [{"path": "/", "proxypass": "http://a"}]}),
+        )
+        .await
+        .err(422, "VALIDATION_ERROR");
+    assert!(
+        e["error"]["details"][0]["field"]
+            .as_str()
+            .unwrap()
+            .contains("proxypass"),
+        "{e}"
+    );
+    let e = app
+        .post(
+            &format!("/v1/workspaces/{ws}/virtual-hosts"),
+            t,
+            json!({"name": "x", "server_name": "a.example.com", "listen_port": 80, "target_agents": {"type": "all", "extra": 1}}),
+        )
+        .await
+        .err(422, "VALIDATION_ERROR");
+    assert_eq!(e["error"]["details"][0]["field"], "target_agents.extra");
+    assert_eq!(
+        app.get(&format!("/v1/workspaces/{ws}/virtual-hosts"), t)
+            .await
+            .ok(200)["meta"]["total"],
+        0,
+        "nothing was created"
+    );
     // Malformed bodies and queries.
     app.call(
         Method::POST,
