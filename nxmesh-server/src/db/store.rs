@@ -125,6 +125,30 @@ fn parse_enum<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, StorageError
     from_json(Json::String(s.to_owned()))
 }
 
+/// One page of `q` in creation order (`created`, then `id` to break ties),
+/// and the total count.
+async fn page_rows<E>(
+    db: &DatabaseConnection,
+    q: sea_orm::Select<E>,
+    order: (E::Column, E::Column),
+    page: PageParams,
+) -> Result<(Vec<E::Model>, u64), StorageError>
+where
+    E: EntityTrait,
+    E::Model: sea_orm::FromQueryResult + Send + Sync,
+{
+    let total = q.clone().count(db).await.map_err(backend)?;
+    let rows = q
+        .order_by_asc(order.0)
+        .order_by_asc(order.1)
+        .offset(page.offset())
+        .limit(u64::from(page.per_page))
+        .all(db)
+        .await
+        .map_err(backend)?;
+    Ok((rows, total))
+}
+
 fn page_of<T>(data: Vec<T>, page: PageParams, total: u64) -> Page<T> {
     Page {
         data,
@@ -349,15 +373,13 @@ impl OrganizationStore for SeaStore {
     ) -> StorageResult<Page<Organization>> {
         let q = organization::Entity::find()
             .filter(organization::Column::Id.is_in(ids.iter().copied()));
-        let total = q.clone().count(&self.db).await.map_err(backend)?;
-        let rows = q
-            .order_by_asc(organization::Column::CreatedAt)
-            .order_by_asc(organization::Column::Id)
-            .offset(page.offset())
-            .limit(u64::from(page.per_page))
-            .all(&self.db)
-            .await
-            .map_err(backend)?;
+        let (rows, total) = page_rows(
+            &self.db,
+            q,
+            (organization::Column::CreatedAt, organization::Column::Id),
+            page,
+        )
+        .await?;
         Ok(page_of(
             rows.into_iter().map(organization).collect(),
             page,
@@ -441,15 +463,13 @@ impl WorkspaceStore for SeaStore {
     ) -> StorageResult<Page<Workspace>> {
         let q =
             workspace::Entity::find().filter(workspace::Column::OrganizationId.eq(organization_id));
-        let total = q.clone().count(&self.db).await.map_err(backend)?;
-        let rows = q
-            .order_by_asc(workspace::Column::CreatedAt)
-            .order_by_asc(workspace::Column::Id)
-            .offset(page.offset())
-            .limit(u64::from(page.per_page))
-            .all(&self.db)
-            .await
-            .map_err(backend)?;
+        let (rows, total) = page_rows(
+            &self.db,
+            q,
+            (workspace::Column::CreatedAt, workspace::Column::Id),
+            page,
+        )
+        .await?;
         Ok(page_of(
             rows.into_iter().map(workspace).collect(),
             page,
@@ -784,15 +804,13 @@ impl VirtualHostStore for SeaStore {
     ) -> StorageResult<Page<VirtualHost>> {
         let q =
             virtual_host::Entity::find().filter(virtual_host::Column::WorkspaceId.eq(workspace_id));
-        let total = q.clone().count(&self.db).await.map_err(backend)?;
-        let rows = q
-            .order_by_asc(virtual_host::Column::CreatedAt)
-            .order_by_asc(virtual_host::Column::Id)
-            .offset(page.offset())
-            .limit(u64::from(page.per_page))
-            .all(&self.db)
-            .await
-            .map_err(backend)?;
+        let (rows, total) = page_rows(
+            &self.db,
+            q,
+            (virtual_host::Column::CreatedAt, virtual_host::Column::Id),
+            page,
+        )
+        .await?;
         let data = rows
             .into_iter()
             .map(virtual_host)
@@ -897,15 +915,13 @@ impl UpstreamStore for SeaStore {
         page: PageParams,
     ) -> StorageResult<Page<Upstream>> {
         let q = upstream::Entity::find().filter(upstream::Column::WorkspaceId.eq(workspace_id));
-        let total = q.clone().count(&self.db).await.map_err(backend)?;
-        let rows = q
-            .order_by_asc(upstream::Column::CreatedAt)
-            .order_by_asc(upstream::Column::Id)
-            .offset(page.offset())
-            .limit(u64::from(page.per_page))
-            .all(&self.db)
-            .await
-            .map_err(backend)?;
+        let (rows, total) = page_rows(
+            &self.db,
+            q,
+            (upstream::Column::CreatedAt, upstream::Column::Id),
+            page,
+        )
+        .await?;
         let data = rows.into_iter().map(upstream).collect::<Result<_, _>>()?;
         Ok(page_of(data, page, total))
     }
@@ -993,15 +1009,13 @@ impl CertificateStore for SeaStore {
     ) -> StorageResult<Page<Certificate>> {
         let q =
             certificate::Entity::find().filter(certificate::Column::WorkspaceId.eq(workspace_id));
-        let total = q.clone().count(&self.db).await.map_err(backend)?;
-        let rows = q
-            .order_by_asc(certificate::Column::CreatedAt)
-            .order_by_asc(certificate::Column::Id)
-            .offset(page.offset())
-            .limit(u64::from(page.per_page))
-            .all(&self.db)
-            .await
-            .map_err(backend)?;
+        let (rows, total) = page_rows(
+            &self.db,
+            q,
+            (certificate::Column::CreatedAt, certificate::Column::Id),
+            page,
+        )
+        .await?;
         let data = rows
             .into_iter()
             .map(certificate)
