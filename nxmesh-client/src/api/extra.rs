@@ -4,18 +4,15 @@
 //! (the agent's ledger view, command answers, the preview) are mirrored
 //! here from the server's OpenAPI schemas.
 
-use std::collections::BTreeMap;
-
 use futures_util::Stream;
-use nxmesh_core::ledger::{AgentConfigState, RolloutStatus};
+use nxmesh_core::ledger::RolloutStatus;
 use nxmesh_core::model::{
     AccessLogPage, AccessLogQuery, AddMember, Agent, ApiToken, ApiTokenCreated, AuditEntry,
     CreateApiToken, CreateRegistrationToken, CreateUser, Member, MetricsQuery, MetricsSummary,
-    RegistrationTokenCreated, ReloadResponse, Timestamp, UpdateMember, User, VirtualHost,
+    RegistrationTokenCreated, ReloadResponse, UpdateMember, User, VirtualHost,
 };
 use nxmesh_core::pagination::Page;
 use reqwest::Method;
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{Api, ListParams, paginate};
@@ -176,72 +173,7 @@ impl AuditLog {
     }
 }
 
-/// A command for an agent's nginx (`POST /agents/{id}/commands`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "command", rename_all = "snake_case")]
-pub enum AgentCommand {
-    /// Reload the configuration.
-    Reload {
-        /// Signal the master process rather than restart.
-        graceful: bool,
-    },
-    /// Restart nginx.
-    Restart {
-        /// Without waiting for connections.
-        force: bool,
-    },
-    /// Stop nginx.
-    Stop {
-        /// Let connections finish.
-        graceful: bool,
-        /// Seconds to wait before stopping hard.
-        timeout_seconds: u32,
-    },
-    /// Report nginx's status.
-    GetStatus,
-    /// Run `nginx -t` on this configuration text.
-    ValidateConfig {
-        /// The configuration.
-        config_content: String,
-    },
-}
-
-/// An agent's answer to a command.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CommandResponse {
-    /// Correlates the command.
-    pub command_id: String,
-    /// Whether it succeeded.
-    pub success: bool,
-    /// What happened (nginx's own text on failure).
-    pub message: String,
-    /// Structured outcome.
-    #[serde(default)]
-    pub details: BTreeMap<String, String>,
-    /// When the agent answered.
-    pub timestamp: Timestamp,
-}
-
-/// An agent with its configuration ledger row (`GET /agents/{id}/config`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AgentWithConfig {
-    /// The agent.
-    #[serde(flatten)]
-    pub agent: Agent,
-    /// Desired and applied versions, last status and error.
-    pub config: AgentConfigState,
-}
-
-/// The nginx text of one virtual host (`GET /virtual-hosts/{id}/config`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConfigPreview {
-    /// The file's path in the rendered tree.
-    pub path: String,
-    /// The nginx text.
-    pub content: String,
-    /// The nginx version it was rendered for.
-    pub nginx_version: String,
-}
+pub use nxmesh_core::model::{AgentCommand, AgentWithConfig, CommandResponse, ConfigPreview};
 
 impl Api<Agent> {
     /// Creates a single-use registration token for a new agent in this

@@ -9,6 +9,7 @@
 
 mod agent;
 mod certificate;
+mod operations;
 mod telemetry;
 mod tenancy;
 mod upstream;
@@ -21,6 +22,7 @@ pub use agent::{
     UpdateAgent,
 };
 pub use certificate::{Certificate, CertificateProvider, CertificateStatus, CreateCertificate};
+pub use operations::{AgentCommand, AgentWithConfig, CommandResponse, ConfigPreview};
 pub use telemetry::{
     AccessLogEntry, AccessLogMeta, AccessLogPage, AccessLogQuery, Bandwidth, MAX_ACCESS_LOG_LIMIT,
     MetricsQuery, MetricsSummary, StatusCodeCounts,

@@ -7,10 +7,9 @@ use axum::extract::State;
 use chrono::Utc;
 use nxmesh_core::error::ErrorBody;
 use nxmesh_core::generator::{self, RenderOptions};
-use nxmesh_core::ledger::{AgentConfigState, RolloutStatus};
-use nxmesh_core::model::{Agent, Role};
+use nxmesh_core::ledger::RolloutStatus;
+use nxmesh_core::model::{AgentCommand, AgentWithConfig, CommandResponse, ConfigPreview, Role};
 use nxmesh_core::protocol::CommandKind;
-use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -51,15 +50,6 @@ async fn workspace_rollout(
     )))
 }
 
-/// An agent with its configuration ledger row.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-struct AgentWithConfig {
-    #[serde(flatten)]
-    agent: Agent,
-    /// Desired and applied versions, last status and error.
-    config: AgentConfigState,
-}
-
 /// The agent with its ledger row: desired and applied version, last status
 /// and error (viewer).
 #[utoipa::path(
@@ -84,64 +74,6 @@ async fn agent_config(
     Ok(Json(AgentWithConfig { agent, config }))
 }
 
-/// A command for an agent's nginx.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(tag = "command", rename_all = "snake_case", deny_unknown_fields)]
-enum CommandRequest {
-    /// Reload the configuration.
-    Reload {
-        /// Signal the master process (the default) rather than restart.
-        #[serde(default = "yes")]
-        graceful: bool,
-    },
-    /// Restart nginx.
-    Restart {
-        /// Without waiting for connections.
-        #[serde(default)]
-        force: bool,
-    },
-    /// Stop nginx.
-    Stop {
-        /// Let connections finish (the default).
-        #[serde(default = "yes")]
-        graceful: bool,
-        /// Seconds to wait before stopping hard (default 30).
-        #[serde(default = "thirty")]
-        timeout_seconds: u32,
-    },
-    /// Report nginx's status.
-    GetStatus,
-    /// Run `nginx -t` on this configuration text.
-    ValidateConfig {
-        /// The configuration.
-        config_content: String,
-    },
-}
-
-fn yes() -> bool {
-    true
-}
-
-fn thirty() -> u32 {
-    30
-}
-
-/// The agent's answer.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-struct CommandResponse {
-    /// Correlates the command.
-    command_id: String,
-    /// Whether it succeeded.
-    success: bool,
-    /// What happened (nginx's own text on failure).
-    message: String,
-    /// Structured outcome.
-    details: std::collections::BTreeMap<String, String>,
-    /// When the agent answered.
-    #[schema(value_type = String, format = DateTime)]
-    timestamp: chrono::DateTime<Utc>,
-}
-
 /// Sends a command to a connected agent and waits for its answer (editor).
 #[utoipa::path(
     post,
@@ -150,7 +82,7 @@ struct CommandResponse {
     operation_id = "agent_command",
     security(("bearer" = [])),
     params(("agent_id" = Uuid, Path, description = "The agent's id.")),
-    request_body = CommandRequest,
+    request_body = AgentCommand,
     responses(
         (status = 200, description = "The agent's answer.", body = CommandResponse),
         (status = 403, description = "The caller's role is below editor.", body = ErrorBody),
@@ -163,21 +95,21 @@ async fn command(
     State(state): State<AppState>,
     auth: Auth,
     Id(id): Id,
-    ApiJson(req): ApiJson<CommandRequest>,
+    ApiJson(req): ApiJson<AgentCommand>,
 ) -> ApiResult<Json<CommandResponse>> {
     let (_, ws) = state.agent(&auth, id, EDIT).await?;
     let kind = match req {
-        CommandRequest::Reload { graceful } => CommandKind::Reload { graceful },
-        CommandRequest::Restart { force } => CommandKind::Restart { force },
-        CommandRequest::Stop {
+        AgentCommand::Reload { graceful } => CommandKind::Reload { graceful },
+        AgentCommand::Restart { force } => CommandKind::Restart { force },
+        AgentCommand::Stop {
             graceful,
             timeout_seconds,
         } => CommandKind::Stop {
             graceful,
             timeout_seconds,
         },
-        CommandRequest::GetStatus => CommandKind::GetStatus,
-        CommandRequest::ValidateConfig { config_content } => {
+        AgentCommand::GetStatus => CommandKind::GetStatus,
+        AgentCommand::ValidateConfig { config_content } => {
             if config_content.len() > 1024 * 1024 {
                 return Err(ApiError::bad_request("config_content is larger than 1 MiB"));
             }
@@ -211,17 +143,6 @@ async fn command(
         details: result.details,
         timestamp: Utc::now(),
     }))
-}
-
-/// The rendered preview of one virtual host.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-struct ConfigPreview {
-    /// The file's path in the rendered tree.
-    path: String,
-    /// The nginx text.
-    content: String,
-    /// The nginx version it was rendered for.
-    nginx_version: String,
 }
 
 /// The nginx text the generator renders for a virtual host (viewer).
