@@ -88,8 +88,9 @@ struct Args {
     /// Changes measured for (b).
     #[arg(long, default_value_t = 10)]
     changes: u32,
-    /// Locations of the benchmark virtual host (about 16 KiB with 150).
-    #[arg(long, default_value_t = 150)]
+    /// Locations of the benchmark virtual host (185: about 16 KiB per
+    /// `ConfigUpdate` on the wire).
+    #[arg(long, default_value_t = 185)]
     locations: usize,
     /// First reconnect delay ceiling, in milliseconds.
     #[arg(long, default_value_t = 500)]
@@ -513,39 +514,47 @@ fn vhost_body(change: i64, locations: usize) -> Value {
     })
 }
 
-/// Waits until every agent in `affected` has receipted `change` (or a
-/// later one); returns each one's latency from `since`.
-async fn receipts_of(
-    rx: &mut mpsc::UnboundedReceiver<Receipt>,
-    seen: &mut [i64],
-    at: &mut [Option<Instant>],
-    affected: &[usize],
-    change: i64,
-    since: Instant,
-    limit: Duration,
-) -> anyhow::Result<Vec<Duration>> {
-    let deadline = Instant::now() + limit;
-    let missing = |seen: &[i64]| affected.iter().filter(|&&i| seen[i] < change).count();
-    while missing(seen) > 0 {
-        match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Some((i, c, t))) => {
-                if c > seen[i] {
-                    seen[i] = c;
-                    at[i] = Some(t);
+/// What the agents receipted so far: the highest change per agent, and
+/// when it arrived.
+struct Receipts {
+    rx: mpsc::UnboundedReceiver<Receipt>,
+    seen: Vec<i64>,
+    at: Vec<Option<Instant>>,
+}
+
+impl Receipts {
+    /// Waits until every agent in `affected` has receipted `change` (or a
+    /// later one); returns each one's latency from `since`.
+    async fn wait(
+        &mut self,
+        affected: &[usize],
+        change: i64,
+        since: Instant,
+        limit: Duration,
+    ) -> anyhow::Result<Vec<Duration>> {
+        let deadline = Instant::now() + limit;
+        let missing = |seen: &[i64]| affected.iter().filter(|&&i| seen[i] < change).count();
+        while missing(&self.seen) > 0 {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some((i, c, t))) => {
+                    if c > self.seen[i] {
+                        self.seen[i] = c;
+                        self.at[i] = Some(t);
+                    }
                 }
+                Ok(None) => bail!("the agents are gone"),
+                Err(_) => bail!(
+                    "change {change}: {} of {} agents did not receive it within {limit:?}",
+                    missing(&self.seen),
+                    affected.len()
+                ),
             }
-            Ok(None) => bail!("the agents are gone"),
-            Err(_) => bail!(
-                "change {change}: {} of {} agents did not receive it within {limit:?}",
-                missing(seen),
-                affected.len()
-            ),
         }
+        Ok(affected
+            .iter()
+            .map(|&i| self.at[i].map_or(Duration::ZERO, |t| t.saturating_duration_since(since)))
+            .collect())
     }
-    Ok(affected
-        .iter()
-        .map(|&i| at[i].map_or(Duration::ZERO, |t| t.saturating_duration_since(since)))
-        .collect())
 }
 
 #[tokio::main]
@@ -617,7 +626,7 @@ async fn main() -> anyhow::Result<()> {
         .keep_alive_timeout(Duration::from_secs(30))
         .keep_alive_while_idle(true);
     let fleet = Arc::new(Fleet::default());
-    let (receipt_tx, mut receipt_rx) = mpsc::unbounded_channel();
+    let (receipt_tx, receipt_rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
         endpoint,
         fleet: fleet.clone(),
@@ -678,8 +687,11 @@ async fn main() -> anyhow::Result<()> {
         .clone();
 
     // (b) Change latency.
-    let mut seen = vec![-1i64; n];
-    let mut at: Vec<Option<Instant>> = vec![None; n];
+    let mut receipts = Receipts {
+        rx: receipt_rx,
+        seen: vec![-1; n],
+        at: vec![None; n],
+    };
     let mut all = Vec::new();
     let mut per_change = Vec::new();
     let mut vhost_id = String::new();
@@ -708,16 +720,7 @@ async fn main() -> anyhow::Result<()> {
         if change == 0 {
             vhost_id = id_of(&v)?;
         }
-        let mut lat = receipts_of(
-            &mut receipt_rx,
-            &mut seen,
-            &mut at,
-            &affected,
-            change,
-            since,
-            limit,
-        )
-        .await?;
+        let mut lat = receipts.wait(&affected, change, since, limit).await?;
         lat.sort();
         let max = *lat.last().unwrap_or(&Duration::ZERO);
         eprintln!(
@@ -829,16 +832,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .await?;
         let changed = Instant::now();
-        let _ = receipts_of(
-            &mut receipt_rx,
-            &mut seen,
-            &mut at,
-            &affected,
-            change,
-            changed,
-            limit,
-        )
-        .await?;
+        let _ = receipts.wait(&affected, change, changed, limit).await?;
         let converged = new_start.elapsed();
         while fleet.connected.load(Ordering::Relaxed) < n {
             if Instant::now() > deadline {
