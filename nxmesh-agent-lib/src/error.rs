@@ -111,4 +111,13 @@ pub enum ConnectError {
         #[source]
         source: tonic::transport::Error,
     },
+    /// The TCP connect, TLS handshake and HTTP/2 setup together took longer
+    /// than the connect timeout.
+    #[error("connecting to {endpoint} timed out after {timeout:?}")]
+    Timeout {
+        /// The endpoint.
+        endpoint: String,
+        /// The limit.
+        timeout: std::time::Duration,
+    },
 }

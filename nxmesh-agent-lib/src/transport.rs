@@ -64,11 +64,17 @@ impl Dial {
             }
             ep = ep.tls_config(tls).map_err(invalid)?;
         }
-        ep.connect()
-            .await
-            .map_err(|source| ConnectError::Transport {
+        // tonic's connect timeout covers the TCP connect only; a handshake
+        // that never completes must not hang the agent.
+        match tokio::time::timeout(self.connect_timeout, ep.connect()).await {
+            Ok(r) => r.map_err(|source| ConnectError::Transport {
                 endpoint: endpoint.to_owned(),
                 source,
-            })
+            }),
+            Err(_) => Err(ConnectError::Timeout {
+                endpoint: endpoint.to_owned(),
+                timeout: self.connect_timeout,
+            }),
+        }
     }
 }

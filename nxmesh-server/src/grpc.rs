@@ -18,8 +18,8 @@ use nxmesh_core::event::{
 };
 use nxmesh_core::model::{AccessLogEntry, Agent, AgentHealth, AgentState, NginxRunState};
 use nxmesh_core::protocol::{
-    Ack, AgentAuth, AgentPayload, HealthReport, LogBatch, MasterMessage, MasterPayload,
-    RegistrationRequest, RegistrationResponse,
+    Ack, AgentAuth, AgentPayload, AppliedConfig, HealthReport, LogBatch, MasterMessage,
+    MasterPayload, RegistrationRequest, RegistrationResponse,
 };
 use nxmesh_core::storage::{AgentIdentity, StorageError};
 use nxmesh_core::transport::{AgentSender as _, EventEnvelope, EventPublisher as _};
@@ -238,9 +238,28 @@ impl AgentService {
     }
 
     /// Sends the latest configuration when the agent is behind it.
-    async fn converge(&self, peer: &Peer, applied: i64) -> Result<(), Status> {
+    async fn converge(&self, peer: &Peer, reported: Option<&AppliedConfig>) -> Result<(), Status> {
         let id = peer.agent.id;
-        let ledger = self.state.store.agent_ledger(id).await.map_err(internal)?;
+        let mut ledger = self.state.store.agent_ledger(id).await.map_err(internal)?;
+        let applied = reported.map_or(0, |a| a.version);
+        if let Some(r) = reported.filter(|r| r.version > ledger.applied_version) {
+            // The agent applied a version whose status never reached us (the
+            // connection dropped first): record what it says it serves.
+            let status = ConfigStatus {
+                config_id: String::new(),
+                version: r.version,
+                status: ConfigApplyStatus::Success,
+                error_message: None,
+                applied_at: None,
+                config_checksum: Some(r.checksum.clone()),
+            };
+            ledger = self
+                .state
+                .store
+                .record_config_status(id, &status)
+                .await
+                .map_err(internal)?;
+        }
         if ledger.desired_version == 0 {
             // Never targeted: if something targets it now (it registered
             // after the virtual hosts were made), start at version 1.
@@ -543,8 +562,7 @@ impl pb::agent_service_server::AgentService for AgentService {
             }
         });
 
-        let applied = reg.applied.as_ref().map_or(0, |a| a.version);
-        if let Err(status) = self.converge(&peer, applied).await {
+        if let Err(status) = self.converge(&peer, reg.applied.as_ref()).await {
             // The stream stays up; the agent gets the latest version with
             // the next change or reconnect.
             tracing::warn!(agent = %id, error = %status, "could not send the latest configuration on connect");

@@ -8,12 +8,12 @@
 //! connected here. Agents that are not affected receive nothing; an agent
 //! that is offline gets the latest version when it reconnects.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use nxmesh_core::config::{CertificateBundle, ConfigUpdate, UpstreamConfig, VirtualHostConfig};
-use nxmesh_core::model::{CertificateStatus, TargetAgents, VirtualHost};
+use nxmesh_core::model::{CertificateStatus, Labels, TargetAgents, VirtualHost};
 use nxmesh_core::pagination::PageParams;
 use nxmesh_core::protocol::MasterPayload;
 use nxmesh_core::storage::{Storage, StorageError};
@@ -88,23 +88,34 @@ async fn coordinate(mut rx: mpsc::UnboundedReceiver<Vec<Uuid>>, ctx: Context) {
 
 async fn push(ctx: &Context, agents: &[Uuid]) -> Result<(), StorageError> {
     let versions = ctx.store.bump_desired_versions(agents).await?;
+    // One snapshot per workspace and one configuration per label set: a
+    // change that targets thousands of agents reads the workspace once.
+    let mut snapshots: HashMap<Uuid, Snapshot> = HashMap::new();
+    let mut built: HashMap<(Uuid, Labels), ConfigUpdate> = HashMap::new();
     for (agent, version) in versions {
         if !ctx.fleet.is_connected(agent) {
             continue;
         }
-        match build_config(ctx.store.as_ref(), &ctx.secrets, agent, version).await {
-            Ok(update) => {
-                if let Err(e) = ctx
-                    .fleet
-                    .send(agent, MasterPayload::ConfigUpdate(Box::new(update)))
-                    .await
-                {
-                    tracing::debug!(%agent, error = %e, "agent went away before its update; it gets it on reconnect");
-                }
-            }
-            Err(e) => {
-                tracing::error!(%agent, error = %e, "could not build the agent's configuration")
-            }
+        let Some(a) = ctx.store.get_agent(agent).await? else {
+            continue;
+        };
+        if !snapshots.contains_key(&a.workspace_id) {
+            let snap = Snapshot::load(ctx.store.as_ref(), &ctx.secrets, a.workspace_id).await?;
+            snapshots.insert(a.workspace_id, snap);
+        }
+        let key = (a.workspace_id, a.labels.clone());
+        if !built.contains_key(&key) {
+            let snap = &snapshots[&a.workspace_id];
+            built.insert(key.clone(), snap.config_for(&a.labels));
+        }
+        let mut update = built[&key].clone();
+        update.version = version;
+        if let Err(e) = ctx
+            .fleet
+            .send(agent, MasterPayload::ConfigUpdate(Box::new(update)))
+            .await
+        {
+            tracing::debug!(%agent, error = %e, "agent went away before its update; it gets it on reconnect");
         }
     }
     Ok(())
@@ -164,10 +175,127 @@ pub async fn targeted_by_reference(
     targeted(store, workspace, &users).await
 }
 
+/// What a workspace serves: its virtual hosts, the upstreams they use and
+/// the certificates (with keys opened) of its active TLS virtual hosts.
+struct Snapshot {
+    virtual_hosts: Vec<VirtualHost>,
+    upstreams: HashMap<Uuid, UpstreamConfig>,
+    certificates: HashMap<Uuid, CertificateBundle>,
+}
+
+impl Snapshot {
+    async fn load(
+        store: &dyn Storage,
+        secrets: &SecretBox,
+        workspace: Uuid,
+    ) -> Result<Snapshot, StorageError> {
+        let virtual_hosts = all_virtual_hosts(store, workspace).await?;
+        let mut upstreams = HashMap::new();
+        let mut certificates = HashMap::new();
+        for vh in &virtual_hosts {
+            for id in vh.spec.locations.iter().filter_map(|l| l.upstream_id) {
+                if upstreams.contains_key(&id) {
+                    continue;
+                }
+                if let Some(u) = store.get_upstream(id).await? {
+                    upstreams.insert(
+                        id,
+                        UpstreamConfig {
+                            id: u.id,
+                            spec: u.spec,
+                        },
+                    );
+                }
+            }
+            let Some(cert_id) = vh.spec.ssl_certificate_id.filter(|_| vh.spec.ssl_enabled) else {
+                continue;
+            };
+            if certificates.contains_key(&cert_id) {
+                continue;
+            }
+            let cert = store.get_certificate(cert_id).await?;
+            let material = store.certificate_material(cert_id).await?;
+            let (Some(cert), Some((pem, sealed))) = (cert, material) else {
+                continue;
+            };
+            if cert.status != CertificateStatus::Active {
+                continue;
+            }
+            let key = secrets
+                .open(&sealed)
+                .map_err(|e| StorageError::Backend(Box::new(e)))?;
+            let private_key_pem =
+                String::from_utf8(key).map_err(|e| StorageError::Backend(Box::new(e)))?;
+            certificates.insert(
+                cert_id,
+                CertificateBundle {
+                    id: cert_id,
+                    domain: cert.domain.clone(),
+                    certificate_pem: pem,
+                    private_key_pem,
+                    expires_at: cert.expires_at.unwrap_or_else(chrono::Utc::now),
+                },
+            );
+        }
+        Ok(Snapshot {
+            virtual_hosts,
+            upstreams,
+            certificates,
+        })
+    }
+
+    /// The configuration of an agent with `labels` (version 0: the caller
+    /// sets it). A TLS virtual host whose certificate is not active yet is
+    /// left out (and logged) rather than rendered without its certificate.
+    fn config_for(&self, labels: &Labels) -> ConfigUpdate {
+        let mut virtual_hosts = Vec::new();
+        let mut upstream_ids = BTreeSet::new();
+        let mut certificates = BTreeMap::new();
+        for vh in &self.virtual_hosts {
+            let selected = vh
+                .target_agents
+                .selector()
+                .ok()
+                .is_some_and(|s| s.is_none_or(|s| s.matches(labels)));
+            if !selected {
+                continue;
+            }
+            if vh.spec.ssl_enabled {
+                let cert = vh
+                    .spec
+                    .ssl_certificate_id
+                    .and_then(|c| self.certificates.get(&c));
+                let Some(cert) = cert else {
+                    tracing::warn!(virtual_host = %vh.id, "TLS virtual host left out: its certificate is not active");
+                    continue;
+                };
+                certificates.insert(cert.id.to_string(), cert.clone());
+            }
+            upstream_ids.extend(vh.spec.locations.iter().filter_map(|l| l.upstream_id));
+            virtual_hosts.push(VirtualHostConfig {
+                id: vh.id,
+                spec: vh.spec.clone(),
+            });
+        }
+        let upstreams = upstream_ids
+            .iter()
+            .filter_map(|id| self.upstreams.get(id).cloned())
+            .collect();
+        let mut update = ConfigUpdate {
+            config_id: String::new(),
+            version: 0,
+            virtual_hosts,
+            upstreams,
+            certificates,
+            global_settings: Default::default(),
+        };
+        update.config_id = content_id(&update);
+        update
+    }
+}
+
 /// The complete configuration of `agent` at `version`: the virtual hosts
 /// targeting it, the upstreams they use, the certificates they serve.
-/// A TLS virtual host whose certificate is not active yet is left out
-/// (and logged) rather than rendered without its certificate.
 pub async fn build_config(
     store: &dyn Storage,
     secrets: &SecretBox,
@@ -178,72 +306,9 @@ pub async fn build_config(
         .get_agent(agent)
         .await?
         .ok_or(StorageError::NotFound { what: "agent" })?;
-    let mut virtual_hosts = Vec::new();
-    let mut upstream_ids = BTreeSet::new();
-    let mut certificates = BTreeMap::new();
-    for vh in all_virtual_hosts(store, a.workspace_id).await? {
-        let selected = vh
-            .target_agents
-            .selector()
-            .ok()
-            .is_some_and(|s| s.is_none_or(|s| s.matches(&a.labels)));
-        if !selected {
-            continue;
-        }
-        if vh.spec.ssl_enabled {
-            let Some(cert_id) = vh.spec.ssl_certificate_id else {
-                continue;
-            };
-            let cert = store.get_certificate(cert_id).await?;
-            let material = store.certificate_material(cert_id).await?;
-            let (Some(cert), Some((pem, sealed))) = (cert, material) else {
-                tracing::warn!(virtual_host = %vh.id, "TLS virtual host left out: its certificate has no material yet");
-                continue;
-            };
-            if cert.status != CertificateStatus::Active {
-                tracing::warn!(virtual_host = %vh.id, status = ?cert.status, "TLS virtual host left out: certificate not active");
-                continue;
-            }
-            let key = secrets
-                .open(&sealed)
-                .map_err(|e| StorageError::Backend(Box::new(e)))?;
-            let private_key_pem =
-                String::from_utf8(key).map_err(|e| StorageError::Backend(Box::new(e)))?;
-            certificates.insert(
-                cert_id.to_string(),
-                CertificateBundle {
-                    id: cert_id,
-                    domain: cert.domain.clone(),
-                    certificate_pem: pem,
-                    private_key_pem,
-                    expires_at: cert.expires_at.unwrap_or_else(chrono::Utc::now),
-                },
-            );
-        }
-        upstream_ids.extend(vh.spec.locations.iter().filter_map(|l| l.upstream_id));
-        virtual_hosts.push(VirtualHostConfig {
-            id: vh.id,
-            spec: vh.spec,
-        });
-    }
-    let mut upstreams = Vec::new();
-    for id in upstream_ids {
-        if let Some(u) = store.get_upstream(id).await? {
-            upstreams.push(UpstreamConfig {
-                id: u.id,
-                spec: u.spec,
-            });
-        }
-    }
-    let mut update = ConfigUpdate {
-        config_id: String::new(),
-        version,
-        virtual_hosts,
-        upstreams,
-        certificates,
-        global_settings: Default::default(),
-    };
-    update.config_id = content_id(&update);
+    let snapshot = Snapshot::load(store, secrets, a.workspace_id).await?;
+    let mut update = snapshot.config_for(&a.labels);
+    update.version = version;
     Ok(update)
 }
 

@@ -1699,58 +1699,69 @@ impl LedgerStore for SeaStore {
         agent_id: Uuid,
         status: &ConfigStatus,
     ) -> StorageResult<AgentConfigState> {
-        let txn = self.db.begin().await.map_err(backend_err)?;
-        let current = agent_config::Entity::find_by_id(agent_id)
-            .one(&txn)
+        // Two single statements, each atomic on its own: no transaction
+        // that reads and then writes, which SQLite refuses outright (busy)
+        // when another writer commits in between. The `WHERE` keeps the
+        // applied version from going back: a late report about an older
+        // version changes nothing.
+        let backend_kind = self.db.get_database_backend();
+        let now = Utc::now();
+        let ensure = Statement::from_sql_and_values(
+            backend_kind,
+            "INSERT INTO agent_config (agent_id, desired_version, applied_version, updated_at) VALUES ($1, 0, 0, $2) \
+             ON CONFLICT (agent_id) DO NOTHING",
+            [agent_id.into(), now.into()],
+        );
+        self.db
+            .execute_raw(ensure)
             .await
-            .map_err(backend_err)?;
-        let mut a: agent_config::ActiveModel = match current.clone() {
-            Some(m) => m.into(),
-            None => agent_config::ActiveModel {
-                agent_id: Set(agent_id),
-                desired_version: Set(0),
-                applied_version: Set(0),
-                last_status: Set(None),
-                last_error: Set(None),
-                applied_at: Set(None),
-                config_checksum: Set(None),
-                updated_at: Set(Utc::now()),
-            },
-        };
-        let applied = current.as_ref().map_or(0, |m| m.applied_version);
-        if let Some(m) = current.clone().filter(|_| status.version < applied) {
-            // A late report about a version older than the one applied (a
-            // buffered status after a reconnect) changes nothing.
-            txn.commit().await.map_err(backend_err)?;
-            return ledger_row(m);
-        }
-        a.last_status = Set(Some(enum_str(&status.status)));
-        a.updated_at = Set(Utc::now());
-        match status.status {
-            ConfigApplyStatus::Success => {
+            .map_err(db_err("ledger row"))?;
+        let state = enum_str(&status.status);
+        let update = match status.status {
+            ConfigApplyStatus::Success => Statement::from_sql_and_values(
+                backend_kind,
                 // A confirmation of the version already applied keeps its
-                // original time.
-                if status.version > applied
-                    || current.as_ref().is_none_or(|m| m.applied_at.is_none())
-                {
-                    a.applied_at = Set(status.applied_at.or(Some(Utc::now())));
-                }
-                a.applied_version = Set(status.version);
-                a.config_checksum = Set(status.config_checksum.clone());
-                a.last_error = Set(None);
-            }
+                // original time (every expression reads the old row).
+                "UPDATE agent_config SET last_status = $1, last_error = NULL, config_checksum = $2, \
+                 applied_at = CASE WHEN applied_version < $3 OR applied_at IS NULL THEN $4 ELSE applied_at END, \
+                 applied_version = $3, updated_at = $5 \
+                 WHERE agent_id = $6 AND applied_version <= $3",
+                [
+                    state.into(),
+                    status.config_checksum.clone().into(),
+                    status.version.into(),
+                    status.applied_at.unwrap_or(now).into(),
+                    now.into(),
+                    agent_id.into(),
+                ],
+            ),
             ConfigApplyStatus::Failed | ConfigApplyStatus::RolledBack => {
-                a.last_error = Set(status.error_message.clone());
+                Statement::from_sql_and_values(
+                    backend_kind,
+                    "UPDATE agent_config SET last_status = $1, last_error = $2, updated_at = $3 \
+                 WHERE agent_id = $4 AND applied_version <= $5",
+                    [
+                        state.into(),
+                        status.error_message.clone().into(),
+                        now.into(),
+                        agent_id.into(),
+                        status.version.into(),
+                    ],
+                )
             }
-            _ => {}
-        }
-        let m = if current.is_some() {
-            a.update(&txn).await.map_err(backend_err)?
-        } else {
-            a.insert(&txn).await.map_err(db_err("ledger row"))?
+            _ => Statement::from_sql_and_values(
+                backend_kind,
+                "UPDATE agent_config SET last_status = $1, updated_at = $2 WHERE agent_id = $3 AND applied_version <= $4",
+                [
+                    state.into(),
+                    now.into(),
+                    agent_id.into(),
+                    status.version.into(),
+                ],
+            ),
         };
-        txn.commit().await.map_err(backend_err)?;
-        ledger_row(m)
+        self.db.execute_raw(update).await.map_err(backend_err)?;
+        self.agent_ledger(agent_id).await
     }
 
     async fn agent_ledger(&self, agent_id: Uuid) -> StorageResult<AgentConfigState> {
