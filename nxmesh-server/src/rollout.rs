@@ -99,14 +99,12 @@ async fn push(ctx: &Context, agents: &[Uuid]) -> Result<(), StorageError> {
         let Some(a) = ctx.store.get_agent(agent).await? else {
             continue;
         };
-        if !snapshots.contains_key(&a.workspace_id) {
-            let snap = Snapshot::load(ctx.store.as_ref(), &ctx.secrets, a.workspace_id).await?;
-            snapshots.insert(a.workspace_id, snap);
+        if let std::collections::hash_map::Entry::Vacant(slot) = snapshots.entry(a.workspace_id) {
+            slot.insert(Snapshot::load(ctx.store.as_ref(), &ctx.secrets, a.workspace_id).await?);
         }
         let key = (a.workspace_id, a.labels.clone());
-        if !built.contains_key(&key) {
-            let snap = &snapshots[&a.workspace_id];
-            built.insert(key.clone(), snap.config_for(&a.labels));
+        if let std::collections::hash_map::Entry::Vacant(slot) = built.entry(key.clone()) {
+            slot.insert(snapshots[&a.workspace_id].config_for(&a.labels));
         }
         let mut update = built[&key].clone();
         update.version = version;
