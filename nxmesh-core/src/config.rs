@@ -134,7 +134,9 @@ impl Validate for ConfigUpdate {
         for (i, vh) in self.virtual_hosts.iter().enumerate() {
             let mut inner = ValidationErrors::default();
             vh.spec.validate_into(&mut inner);
-            prefix(&mut errors, &format!("virtual_hosts[{i}]"), inner);
+            if !inner.is_empty() {
+                prefix(&mut errors, &format!("virtual_hosts[{i}]"), inner);
+            }
             for (j, l) in vh.spec.locations.iter().enumerate() {
                 if let Some(up) = l.upstream_id
                     && !self.upstreams.iter().any(|u| u.id == up)
@@ -161,7 +163,9 @@ impl Validate for ConfigUpdate {
         for (i, up) in self.upstreams.iter().enumerate() {
             let mut inner = ValidationErrors::default();
             up.spec.validate_into(&mut inner);
-            prefix(&mut errors, &format!("upstreams[{i}]"), inner);
+            if !inner.is_empty() {
+                prefix(&mut errors, &format!("upstreams[{i}]"), inner);
+            }
             if !names.insert(up.spec.name.as_str()) {
                 errors.push(
                     format!("upstreams[{i}].name"),

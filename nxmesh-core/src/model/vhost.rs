@@ -169,8 +169,12 @@ pub struct Location {
 }
 
 impl Location {
-    fn validate_into(&self, errors: &mut ValidationErrors, field: &str) {
-        validate::location_path(errors, &format!("{field}.path"), &self.path, self.modifier);
+    fn validate_into(&self, outer: &mut ValidationErrors, field: impl Fn() -> String) {
+        // Field names are built only for errors: validating thousands of
+        // locations (a large rollout) must not format a name per field.
+        let mut local = ValidationErrors::default();
+        let errors = &mut local;
+        validate::location_path(errors, "path", &self.path, self.modifier);
         let targets = [
             self.upstream_id.is_some(),
             self.proxy_pass.is_some(),
@@ -181,13 +185,13 @@ impl Location {
         .count();
         if targets > 1 {
             errors.push(
-                field.to_owned(),
+                "",
                 FieldErrorCode::NotAllowed,
                 "a location takes at most one of upstream_id, proxy_pass and root",
             );
         }
         if let Some(url) = &self.proxy_pass {
-            validate::proxy_url(errors, &format!("{field}.proxy_pass"), url);
+            validate::proxy_url(errors, "proxy_pass", url);
             // nginx: "proxy_pass cannot have URI part in location given by
             // regular expression, or inside named location".
             let has_uri = url.splitn(4, '/').nth(3).is_some();
@@ -195,48 +199,48 @@ impl Location {
                 self.modifier.is_some_and(LocationModifier::is_regex) || self.path.starts_with('@');
             if has_uri && regex_or_named {
                 errors.push(
-                    format!("{field}.proxy_pass"),
+                    "proxy_pass",
                     FieldErrorCode::NotAllowed,
                     "a proxy_pass URL in a regex or named location cannot have a path (nginx refuses it)",
                 );
             }
         }
         if let Some(root) = &self.root {
-            validate::abs_path(errors, &format!("{field}.root"), root);
+            validate::abs_path(errors, "root", root);
         }
         if let Some(index) = &self.index {
-            validate::index_files(errors, &format!("{field}.index"), index);
+            validate::index_files(errors, "index", index);
         }
         for (i, h) in self.custom_headers.iter().enumerate() {
-            validate::header_name(
-                errors,
-                &format!("{field}.custom_headers[{i}].name"),
-                &h.name,
-            );
-            validate::header_value(
-                errors,
-                &format!("{field}.custom_headers[{i}].value"),
-                &h.value,
-            );
+            validate::header_name(errors, &format!("custom_headers[{i}].name"), &h.name);
+            validate::header_value(errors, &format!("custom_headers[{i}].value"), &h.value);
         }
         for (i, r) in self.rewrite_rules.iter().enumerate() {
-            validate::regex(
-                errors,
-                &format!("{field}.rewrite_rules[{i}].pattern"),
-                &r.pattern,
-            );
+            validate::regex(errors, &format!("rewrite_rules[{i}].pattern"), &r.pattern);
             validate::rewrite_replacement(
                 errors,
-                &format!("{field}.rewrite_rules[{i}].replacement"),
+                &format!("rewrite_rules[{i}].replacement"),
                 &r.replacement,
             );
         }
         validate::custom_directives(
             errors,
-            &format!("{field}.custom_directives"),
+            "custom_directives",
             &self.custom_directives,
             validate::DirectiveContext::Location,
         );
+        if local.is_empty() {
+            return;
+        }
+        let field = field();
+        for mut e in local.errors {
+            e.field = if e.field.is_empty() {
+                field.clone()
+            } else {
+                format!("{field}.{}", e.field)
+            };
+            outer.errors.push(e);
+        }
     }
 }
 
@@ -307,7 +311,7 @@ impl VirtualHostSpec {
             );
         }
         for (i, l) in self.locations.iter().enumerate() {
-            l.validate_into(errors, &format!("locations[{i}]"));
+            l.validate_into(errors, || format!("locations[{i}]"));
         }
         validate::custom_directives(
             errors,
