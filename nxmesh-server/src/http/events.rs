@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 
 use axum::Extension;
 use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::Method;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use nxmesh_core::error::ErrorBody;
 use nxmesh_core::event::{ClientMessage, Subscription};
 use nxmesh_core::transport::{EventSubscriber as _, TransportError};
@@ -70,7 +71,7 @@ async fn upgrade(
     State(state): State<AppState>,
     header: Option<Extension<Principal>>,
     ApiQuery(q): ApiQuery<Query>,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> ApiResult<Response> {
     let who = match (header, q.token) {
         (Some(Extension(p)), _) => p,
@@ -81,7 +82,12 @@ async fn upgrade(
             ));
         }
     };
-    Ok(ws.on_upgrade(move |socket| feed(state, who, socket)))
+    // Credentials are checked before the upgrade, so that a request
+    // without them is a 401 whatever else it lacks.
+    match ws {
+        Ok(ws) => Ok(ws.on_upgrade(move |socket| feed(state, who, socket))),
+        Err(rejection) => Ok(rejection.into_response()),
+    }
 }
 
 async fn organizations(state: &AppState, user: Uuid) -> BTreeSet<Uuid> {

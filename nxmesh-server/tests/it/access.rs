@@ -137,6 +137,15 @@ fn scoped_routes(w: &World) -> Vec<(Method, String, Option<Value>, Role)> {
             Role::Editor,
         ),
         get(format!("/v1/certificates/{cert}"), Role::Viewer),
+        get(format!("/v1/workspaces/{ws}/rollout"), Role::Viewer),
+        get(format!("/v1/agents/{agent}/config"), Role::Viewer),
+        get(format!("/v1/virtual-hosts/{vh}/config"), Role::Viewer),
+        (
+            Method::POST,
+            format!("/v1/agents/{agent}/commands"),
+            Some(json!({"command": "get_status"})),
+            Role::Editor,
+        ),
         (
             Method::DELETE,
             format!("/v1/organizations/{org}/members/{member}"),
@@ -215,6 +224,7 @@ fn unscoped_routes() -> Vec<(Method, String, Option<Value>)> {
             format!("/v1/auth/tokens/{}", Uuid::new_v4()),
             None,
         ),
+        (Method::GET, "/v1/events".into(), None),
     ]
 }
 
