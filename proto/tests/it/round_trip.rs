@@ -82,7 +82,7 @@ fn config_update() -> ConfigUpdate {
                     path: "\\.php$".into(),
                     modifier: Some(LocationModifier::RegexCaseInsensitive),
                     upstream_id: None,
-                    proxy_pass: Some("http://localhost:8080/health".into()),
+                    proxy_pass: Some("http://localhost:8080".into()),
                     root: None,
                     index: None,
                     custom_headers: vec![],
