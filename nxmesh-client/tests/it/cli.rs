@@ -1,6 +1,7 @@
 //! The `nxmesh` binary against a real master: login and its context file,
 //! list/get/create/delete, `apply -f` (idempotent, `--dry-run` diff, bad
-//! input changes nothing), `events --follow`, completions.
+//! input changes nothing), `events --follow`, completions, members, users,
+//! API tokens, the audit log and `agents reload` of a disconnected agent.
 
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
@@ -345,4 +346,341 @@ async fn events_follow_prints_agent_connected() {
     let _ = child.wait();
     assert!(line.contains("agent.connected"), "{line}");
     assert!(line.contains(&agent.id.to_string()), "{line}");
+}
+
+/// Runs the binary with `input` on its stdin.
+async fn run_with_stdin(config: &Path, args: &[&str], input: &str) -> Output {
+    let mut cmd = nxmesh(config, args);
+    let input = input.to_owned();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write as _;
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+async fn create_org(config: &Path) -> String {
+    let out = ok(&run(
+        config,
+        &[
+            "create", "org", "--name", "Acme", "--slug", "acme", "-o", "json",
+        ],
+    )
+    .await);
+    json(&out)["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_add_list_and_remove() {
+    let master = Master::start().await;
+    let config = logged_in(&master).await;
+    let org = create_org(&config).await;
+    master
+        .admin()
+        .users()
+        .create(&nxmesh_core::model::CreateUser {
+            email: "bob@example.com".into(),
+            password: PASSWORD.into(),
+            name: "Bob".into(),
+            is_admin: false,
+        })
+        .await
+        .unwrap();
+
+    let added = ok(&run(
+        &config,
+        &[
+            "members",
+            "add",
+            &org,
+            "--email",
+            "bob@example.com",
+            "--role",
+            "editor",
+            "-o",
+            "json",
+        ],
+    )
+    .await);
+    let added = json(&added);
+    assert_eq!(added["role"], "editor", "{added}");
+    let bob = added["user_id"].as_str().unwrap().to_owned();
+
+    let table = ok(&run(&config, &["members", "list", &org]).await);
+    assert!(table.starts_with("USER ID"), "{table}");
+    let row = table
+        .lines()
+        .find(|l| l.contains("bob@example.com"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(row.contains(&bob) && row.contains("editor"), "{row}");
+    let yaml = ok(&run(&config, &["members", "list", &org, "-o", "yaml"]).await);
+    assert!(yaml.contains("email: bob@example.com"), "{yaml}");
+
+    // A role the server does not know is refused before any request.
+    let out = run(
+        &config,
+        &[
+            "members",
+            "add",
+            &org,
+            "--email",
+            "x@example.com",
+            "--role",
+            "god",
+        ],
+    )
+    .await;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("unknown role"), "{}", stderr(&out));
+
+    let removed = ok(&run(&config, &["members", "remove", &org, &bob]).await);
+    assert!(removed.contains(&bob), "{removed}");
+    let table = ok(&run(&config, &["members", "list", &org]).await);
+    assert!(!table.contains("bob@example.com"), "{table}");
+    let out = run(&config, &["members", "remove", &org, &bob]).await;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("NOT_FOUND"), "{}", stderr(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_create_from_stdin_and_me() {
+    let master = Master::start().await;
+    let config = logged_in(&master).await;
+    let new_password = "another long passphrase";
+    let out = run_with_stdin(
+        &config,
+        &[
+            "users",
+            "create",
+            "--email",
+            "carol@example.com",
+            "--name",
+            "Carol",
+            "--password-stdin",
+            "-o",
+            "json",
+        ],
+        &format!("{new_password}\n"),
+    )
+    .await;
+    let carol = json(&ok(&out));
+    assert_eq!(carol["email"], "carol@example.com", "{carol}");
+    assert_eq!(carol["is_admin"], false, "{carol}");
+    // The password arrived without its newline: Carol can log in.
+    let me = master
+        .client(nxmesh_client::Auth::Login {
+            email: "carol@example.com".into(),
+            password: new_password.into(),
+        })
+        .users()
+        .me()
+        .await
+        .unwrap();
+    assert_eq!(me.id.to_string(), carol["id"].as_str().unwrap());
+
+    let out = ok(&run(
+        &config,
+        &[
+            "users",
+            "create",
+            "--email",
+            "dave@example.com",
+            "--name",
+            "Dave",
+            "--password",
+            new_password,
+        ],
+    )
+    .await);
+    assert!(
+        out.starts_with("ID") && out.contains("dave@example.com"),
+        "{out}"
+    );
+
+    let me = ok(&run(&config, &["users", "me"]).await);
+    assert!(me.starts_with("ID"), "{me}");
+    assert!(me.contains(ADMIN_EMAIL), "{me}");
+    let me = json(&ok(&run(&config, &["users", "me", "-o", "json"]).await));
+    assert_eq!(me["email"], ADMIN_EMAIL);
+    assert_eq!(me["is_admin"], true);
+
+    // A too-short password: the server's field error, non-zero exit.
+    let out = run_with_stdin(
+        &config,
+        &[
+            "users",
+            "create",
+            "--email",
+            "erin@example.com",
+            "--name",
+            "Erin",
+            "--password-stdin",
+        ],
+        "short\n",
+    )
+    .await;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("password"), "{}", stderr(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_create_list_and_delete() {
+    let master = Master::start().await;
+    let config = logged_in(&master).await;
+    let created = json(&ok(&run(
+        &config,
+        &[
+            "tokens", "create", "--name", "ci", "--scope", "read", "-o", "json",
+        ],
+    )
+    .await));
+    assert_eq!(created["name"], "ci", "{created}");
+    assert_eq!(created["scopes"], serde_json::json!(["read"]), "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let secret = created["token"].as_str().unwrap().to_owned();
+
+    // The new token works, for reading only.
+    let ci = master.client(nxmesh_client::Auth::Token(secret));
+    assert_eq!(ci.users().me().await.unwrap().email, ADMIN_EMAIL);
+    let err = ci
+        .organizations()
+        .create(&nxmesh_core::model::CreateOrganization {
+            name: "Nope".into(),
+            slug: "nope".into(),
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, nxmesh_client::Error::Api { .. }), "{err}");
+
+    let table = ok(&run(&config, &["tokens", "list"]).await);
+    assert!(table.starts_with("ID"), "{table}");
+    let row = table
+        .lines()
+        .find(|l| l.contains(&id))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(row.contains("ci"), "{row}");
+    // The login's own token is listed too.
+    assert!(table.contains("nxmesh-cli-test"), "{table}");
+
+    // The table output shows the secret once, on one line.
+    let out = ok(&run(
+        &config,
+        &[
+            "tokens", "create", "--name", "deploy", "--scope", "read", "--scope", "write",
+        ],
+    )
+    .await);
+    assert!(out.contains("secret shown once"), "{out}");
+
+    let out = run(
+        &config,
+        &["tokens", "create", "--name", "x", "--scope", "admin"],
+    )
+    .await;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("unknown scope"), "{}", stderr(&out));
+
+    ok(&run(&config, &["tokens", "delete", &id]).await);
+    let table = ok(&run(&config, &["tokens", "list"]).await);
+    assert!(!table.contains(&id), "{table}");
+    assert!(
+        ci.users().me().await.is_err(),
+        "a revoked token stops working"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_lists_an_organizations_changes() {
+    let master = Master::start().await;
+    let config = logged_in(&master).await;
+    let org = create_org(&config).await;
+    ok(&run(
+        &config,
+        &[
+            "create", "ws", "--org", &org, "--name", "Prod", "--slug", "prod",
+        ],
+    )
+    .await);
+    let table = ok(&run(&config, &["audit", &org]).await);
+    assert!(table.starts_with("TIME"), "{table}");
+    assert!(table.contains("organization.create"), "{table}");
+    assert!(table.contains("workspace.create"), "{table}");
+    let entries = json(&ok(&run(&config, &["audit", &org, "-o", "json"]).await));
+    let actions: Vec<&str> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["workspace.create", "organization.create"],
+        "{entries}"
+    );
+    assert!(
+        entries
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["actor"] == ADMIN_EMAIL && e["organization_id"] == org.as_str()),
+        "{entries}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_of_a_disconnected_agent_is_one_clear_error() {
+    let master = Master::start().await;
+    let config = logged_in(&master).await;
+    let client = master.admin();
+    let org = client
+        .organizations()
+        .create(&nxmesh_core::model::CreateOrganization {
+            name: "Acme".into(),
+            slug: "acme".into(),
+        })
+        .await
+        .unwrap();
+    let ws = client
+        .workspaces(org.id)
+        .create(&nxmesh_core::model::CreateWorkspace {
+            name: "Prod".into(),
+            slug: "prod".into(),
+        })
+        .await
+        .unwrap();
+    // The token creates the agent, which never connects.
+    let token = client
+        .agents(ws.id)
+        .create_registration_token(&CreateRegistrationToken {
+            name: "web-01".into(),
+            labels: Default::default(),
+            expires_in_hours: None,
+        })
+        .await
+        .unwrap();
+    let out = run(&config, &["agents", "reload", &token.agent_id.to_string()]).await;
+    assert!(!out.status.success());
+    assert_eq!(stdout(&out), "", "nothing on stdout");
+    let err = stderr(&out);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {err}");
+    assert!(lines[0].starts_with("nxmesh: "), "{err}");
+    assert!(lines[0].contains("not connected"), "{err}");
 }

@@ -91,14 +91,20 @@ impl ConfigFile {
         Ok(())
     }
 
-    /// The client of the named (or current) context.
-    pub(crate) fn client(&self, name: Option<&str>) -> anyhow::Result<Client> {
+    /// The named (or current) context.
+    pub(crate) fn context(&self, name: Option<&str>) -> anyhow::Result<&Context> {
         let Some(name) = name.or(self.current_context.as_deref()) else {
             bail!("not logged in: run `nxmesh login --url URL --email EMAIL`");
         };
         let Some(ctx) = self.contexts.get(name) else {
             bail!("no context {name:?} in {}", path()?.display());
         };
+        Ok(ctx)
+    }
+
+    /// The client of the named (or current) context.
+    pub(crate) fn client(&self, name: Option<&str>) -> anyhow::Result<Client> {
+        let ctx = self.context(name)?;
         Ok(Client::new(Config::new(
             &ctx.url,
             Auth::Token(ctx.token.clone()),

@@ -5,6 +5,7 @@
 // A command-line tool talks to its user on stdout and stderr.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod access;
 mod apply;
 mod config;
 mod context;
@@ -166,6 +167,20 @@ enum Command {
     /// Agent operations.
     #[command(subcommand)]
     Agents(AgentsCommand),
+    /// Organization members.
+    #[command(subcommand, alias = "member")]
+    Members(access::MembersCommand),
+    /// User accounts.
+    #[command(subcommand, alias = "user")]
+    Users(access::UsersCommand),
+    /// The logged-in user's API tokens.
+    #[command(subcommand, alias = "token")]
+    Tokens(access::TokensCommand),
+    /// An organization's audit log, newest first.
+    Audit {
+        /// The organization's id.
+        org: Uuid,
+    },
     /// Configuration rollout.
     #[command(subcommand)]
     Rollout(RolloutCommand),
@@ -265,8 +280,13 @@ async fn run(context: Option<&str>, format: Format, command: Command) -> anyhow:
     {
         return login(url, email, password, name).await;
     }
-    let client = ConfigFile::load()?.client(context)?;
+    let file = ConfigFile::load()?;
+    let client = file.client(context)?;
     match command {
+        Command::Members(cmd) => access::members(&client, format, cmd).await?,
+        Command::Users(cmd) => access::users(&client, format, cmd).await?,
+        Command::Tokens(cmd) => access::tokens(&client, &file, context, format, cmd).await?,
+        Command::Audit { org } => access::audit(&client, format, org).await?,
         Command::List {
             kind,
             org,
