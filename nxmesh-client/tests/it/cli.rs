@@ -450,11 +450,27 @@ async fn members_add_list_and_remove() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("unknown role"), "{}", stderr(&out));
 
+    let updated = ok(&run(
+        &config,
+        &[
+            "members", "update", &org, &bob, "--role", "viewer", "-o", "json",
+        ],
+    )
+    .await);
+    assert_eq!(json(&updated)["role"], "viewer", "{updated}");
+
     let removed = ok(&run(&config, &["members", "remove", &org, &bob]).await);
     assert!(removed.contains(&bob), "{removed}");
     let table = ok(&run(&config, &["members", "list", &org]).await);
     assert!(!table.contains("bob@example.com"), "{table}");
     let out = run(&config, &["members", "remove", &org, &bob]).await;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("NOT_FOUND"), "{}", stderr(&out));
+
+    // Deleting the user: gone for good.
+    let deleted = ok(&run(&config, &["users", "delete", &bob]).await);
+    assert!(deleted.contains(&bob), "{deleted}");
+    let out = run(&config, &["users", "delete", &bob]).await;
     assert!(!out.status.success());
     assert!(stderr(&out).contains("NOT_FOUND"), "{}", stderr(&out));
 }

@@ -7,7 +7,7 @@ use anyhow::{Context as _, bail};
 use clap::Subcommand;
 use futures_util::TryStreamExt as _;
 use nxmesh_client::{Auth, Client, Config, ListParams};
-use nxmesh_core::model::{AddMember, CreateApiToken, CreateUser, Role, Scope};
+use nxmesh_core::model::{AddMember, CreateApiToken, CreateUser, Role, Scope, UpdateMember};
 use uuid::Uuid;
 
 use crate::context::ConfigFile;
@@ -70,6 +70,16 @@ pub(crate) enum MembersCommand {
         #[arg(long, value_parser = role)]
         role: Role,
     },
+    /// Change a member's role.
+    Update {
+        /// The organization's id.
+        org: Uuid,
+        /// The member's user id.
+        user_id: Uuid,
+        /// The new role: viewer, editor, admin or owner.
+        #[arg(long, value_parser = role)]
+        role: Role,
+    },
     /// Remove a user from an organization.
     #[command(alias = "rm")]
     Remove {
@@ -106,6 +116,13 @@ pub(crate) enum UsersCommand {
     },
     /// The logged-in user.
     Me,
+    /// Delete a user (administrators only); their memberships, sessions
+    /// and API tokens go with them.
+    #[command(alias = "rm")]
+    Delete {
+        /// The user's id.
+        id: Uuid,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -163,6 +180,13 @@ pub(crate) async fn members(
                 .await?;
             print_one(format, MEMBER_COLUMNS, &m)
         }
+        MembersCommand::Update { org, user_id, role } => {
+            let m = client
+                .members(org)
+                .update(user_id, &UpdateMember { role })
+                .await?;
+            print_one(format, MEMBER_COLUMNS, &m)
+        }
         MembersCommand::Remove { org, user_id } => {
             client.members(org).delete(user_id).await?;
             println!("removed {user_id} from {org}");
@@ -212,6 +236,11 @@ pub(crate) async fn users(
             print_one(format, USER_COLUMNS, &u)
         }
         UsersCommand::Me => print_one(format, USER_COLUMNS, &client.users().me().await?),
+        UsersCommand::Delete { id } => {
+            client.users().delete(id).await?;
+            println!("deleted user {id}");
+            Ok(())
+        }
     }
 }
 
