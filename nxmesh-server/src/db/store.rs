@@ -126,13 +126,14 @@ fn parse_enum<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, StorageError
 }
 
 /// One page of `q` in creation order (`created`, then `id` to break ties),
-/// and the total count.
-async fn page_rows<E>(
+/// mapped to core models, with the total count.
+async fn paged<E, T>(
     db: &DatabaseConnection,
     q: sea_orm::Select<E>,
     order: (E::Column, E::Column),
     page: PageParams,
-) -> Result<(Vec<E::Model>, u64), StorageError>
+    map: impl Fn(E::Model) -> Result<T, StorageError>,
+) -> StorageResult<Page<T>>
 where
     E: EntityTrait,
     E::Model: sea_orm::FromQueryResult + Send + Sync,
@@ -146,7 +147,8 @@ where
         .all(db)
         .await
         .map_err(backend)?;
-    Ok((rows, total))
+    let data = rows.into_iter().map(map).collect::<Result<_, _>>()?;
+    Ok(page_of(data, page, total))
 }
 
 fn page_of<T>(data: Vec<T>, page: PageParams, total: u64) -> Page<T> {
@@ -373,18 +375,14 @@ impl OrganizationStore for SeaStore {
     ) -> StorageResult<Page<Organization>> {
         let q = organization::Entity::find()
             .filter(organization::Column::Id.is_in(ids.iter().copied()));
-        let (rows, total) = page_rows(
+        paged(
             &self.db,
             q,
             (organization::Column::CreatedAt, organization::Column::Id),
             page,
+            |m| Ok(organization(m)),
         )
-        .await?;
-        Ok(page_of(
-            rows.into_iter().map(organization).collect(),
-            page,
-            total,
-        ))
+        .await
     }
 
     async fn update_organization(
@@ -463,18 +461,14 @@ impl WorkspaceStore for SeaStore {
     ) -> StorageResult<Page<Workspace>> {
         let q =
             workspace::Entity::find().filter(workspace::Column::OrganizationId.eq(organization_id));
-        let (rows, total) = page_rows(
+        paged(
             &self.db,
             q,
             (workspace::Column::CreatedAt, workspace::Column::Id),
             page,
+            |m| Ok(workspace(m)),
         )
-        .await?;
-        Ok(page_of(
-            rows.into_iter().map(workspace).collect(),
-            page,
-            total,
-        ))
+        .await
     }
 
     async fn update_workspace(
@@ -804,18 +798,14 @@ impl VirtualHostStore for SeaStore {
     ) -> StorageResult<Page<VirtualHost>> {
         let q =
             virtual_host::Entity::find().filter(virtual_host::Column::WorkspaceId.eq(workspace_id));
-        let (rows, total) = page_rows(
+        paged(
             &self.db,
             q,
             (virtual_host::Column::CreatedAt, virtual_host::Column::Id),
             page,
+            virtual_host,
         )
-        .await?;
-        let data = rows
-            .into_iter()
-            .map(virtual_host)
-            .collect::<Result<_, _>>()?;
-        Ok(page_of(data, page, total))
+        .await
     }
 
     async fn update_virtual_host(
@@ -915,15 +905,14 @@ impl UpstreamStore for SeaStore {
         page: PageParams,
     ) -> StorageResult<Page<Upstream>> {
         let q = upstream::Entity::find().filter(upstream::Column::WorkspaceId.eq(workspace_id));
-        let (rows, total) = page_rows(
+        paged(
             &self.db,
             q,
             (upstream::Column::CreatedAt, upstream::Column::Id),
             page,
+            upstream,
         )
-        .await?;
-        let data = rows.into_iter().map(upstream).collect::<Result<_, _>>()?;
-        Ok(page_of(data, page, total))
+        .await
     }
 
     async fn update_upstream(&self, id: Uuid, spec: &UpstreamSpec) -> StorageResult<Upstream> {
@@ -1009,18 +998,14 @@ impl CertificateStore for SeaStore {
     ) -> StorageResult<Page<Certificate>> {
         let q =
             certificate::Entity::find().filter(certificate::Column::WorkspaceId.eq(workspace_id));
-        let (rows, total) = page_rows(
+        paged(
             &self.db,
             q,
             (certificate::Column::CreatedAt, certificate::Column::Id),
             page,
+            certificate,
         )
-        .await?;
-        let data = rows
-            .into_iter()
-            .map(certificate)
-            .collect::<Result<_, _>>()?;
-        Ok(page_of(data, page, total))
+        .await
     }
 
     async fn certificate_material(&self, id: Uuid) -> StorageResult<Option<(String, Vec<u8>)>> {
