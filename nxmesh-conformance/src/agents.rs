@@ -73,6 +73,23 @@ pub async fn agents(store: &dyn Storage) {
             .await,
         "create_agent",
     );
+    // Bulk read: the ones that exist, whatever the order, unknown ids
+    // skipped; enough ids to need several statements in a chunking backend.
+    let mut wanted: Vec<Uuid> = ids.iter().rev().copied().collect();
+    wanted.extend((0..1200).map(|_| Uuid::new_v4()));
+    let mut got: Vec<Uuid> = ok(store.get_agents(&wanted).await, "get_agents")
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    got.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(
+        got, expected,
+        "get_agents returns exactly the existing agents"
+    );
+    assert!(ok(store.get_agents(&[]).await, "get_agents").is_empty());
+
     let all = AgentFilter::default();
     let p1 = ok(
         store.list_agents(w.id, &all, page(1, 2)).await,

@@ -175,4 +175,40 @@ pub async fn ledger(store: &dyn Storage) {
             .collect::<Vec<_>>(),
         vec![(x.id, 1)]
     );
+
+    assert_eq!(
+        ok(
+            store.bump_desired_versions(&[b.id, a.id, b.id]).await,
+            "bump_desired_versions"
+        ),
+        vec![(b.id, 2), (a.id, 4)],
+        "in the order given, an id given twice bumped once"
+    );
+    // Many agents at once (a backend may split them into statements).
+    let (_, many_w) = org_and_workspace(store).await;
+    let mut many = Vec::new();
+    for i in 0..1100 {
+        let m = ok(
+            store
+                .create_agent(&new_agent(many_w.id, &format!("m{i}"), &[]))
+                .await,
+            "create_agent",
+        );
+        many.push(m.id);
+    }
+    ok(
+        store.bump_desired_versions(&many[..600]).await,
+        "bump_desired_versions",
+    );
+    let bumped = ok(
+        store.bump_desired_versions(&many).await,
+        "bump_desired_versions",
+    );
+    assert_eq!(
+        bumped,
+        many.iter()
+            .enumerate()
+            .map(|(i, id)| (*id, if i < 600 { 2 } else { 1 }))
+            .collect::<Vec<_>>()
+    );
 }

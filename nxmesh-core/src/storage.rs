@@ -156,6 +156,17 @@ pub trait AgentStore: Send + Sync {
     async fn create_agent(&self, new: &NewAgent) -> StorageResult<Agent>;
     /// The agent with `id`, with its latest health.
     async fn get_agent(&self, id: Uuid) -> StorageResult<Option<Agent>>;
+    /// The agents among `ids` that exist, in no particular order. Backends
+    /// should answer in a few statements: a rollout reads thousands at once.
+    async fn get_agents(&self, ids: &[Uuid]) -> StorageResult<Vec<Agent>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(a) = self.get_agent(*id).await? {
+                out.push(a);
+            }
+        }
+        Ok(out)
+    }
     /// The agents of a workspace.
     async fn list_agents(
         &self,
@@ -482,7 +493,8 @@ pub trait AuditStore: Send + Sync {
 #[async_trait]
 pub trait LedgerStore: Send + Sync {
     /// Increments the desired version of each agent, atomically per agent,
-    /// and returns the new versions.
+    /// and returns the new versions in the order of `agent_ids` (an id
+    /// given twice is bumped once and answered once).
     async fn bump_desired_versions(&self, agent_ids: &[Uuid]) -> StorageResult<Vec<(Uuid, i64)>>;
     /// Records what an agent reported. The applied version only moves
     /// forward: a report about a version older than the applied one changes

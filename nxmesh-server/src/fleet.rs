@@ -4,15 +4,21 @@
 //! The gRPC `AgentService` attaches a queue when an agent's stream opens and
 //! detaches it when it closes; REST handlers send commands through
 //! [`Fleet::command`] and get the agent's [`CommandResult`] back.
+//!
+//! Configuration does not queue: each stream has one slot holding the
+//! newest configuration it has not sent yet, so a push never waits for a
+//! slow agent, and an agent that falls behind gets only the latest version
+//! (versions are complete configurations, never deltas).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use nxmesh_core::config::ConfigUpdate;
 use nxmesh_core::protocol::{Command, CommandKind, CommandResult, MasterPayload};
 use nxmesh_core::transport::{AgentSender, TransportError};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use uuid::Uuid;
 
 /// Messages queued per agent before a slow stream is considered stuck.
@@ -29,10 +35,73 @@ pub enum CommandError {
     Timeout(Duration),
 }
 
+/// The newest configuration a stream has not sent yet.
+#[derive(Default)]
+struct ConfigSlot {
+    pending: Mutex<Option<Box<ConfigUpdate>>>,
+    ready: Notify,
+}
+
+impl ConfigSlot {
+    /// Keeps `update` unless a newer version is already waiting.
+    fn offer(&self, update: Box<ConfigUpdate>) {
+        let mut pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if pending.as_ref().is_none_or(|p| p.version < update.version) {
+            *pending = Some(update);
+            drop(pending);
+            self.ready.notify_one();
+        }
+    }
+
+    fn take(&self) -> Option<Box<ConfigUpdate>> {
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+}
+
+/// What one open stream sends: queued messages and the newest
+/// configuration. It ends when the stream is detached or replaced.
+pub struct Outbound {
+    queue: mpsc::Receiver<MasterPayload>,
+    config: Arc<ConfigSlot>,
+}
+
+impl std::fmt::Debug for Outbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbound").finish_non_exhaustive()
+    }
+}
+
+impl Outbound {
+    /// The next message to send, `None` once the stream is detached.
+    pub async fn next(&mut self) -> Option<MasterPayload> {
+        loop {
+            if let Some(update) = self.config.take() {
+                return Some(MasterPayload::ConfigUpdate(update));
+            }
+            tokio::select! {
+                message = self.queue.recv() => return message,
+                () = self.config.ready.notified() => {}
+            }
+        }
+    }
+}
+
+struct Link {
+    generation: u64,
+    queue: mpsc::Sender<MasterPayload>,
+    config: Arc<ConfigSlot>,
+}
+
 /// Connected agents and pending commands.
 #[derive(Default)]
 pub struct Fleet {
-    agents: Mutex<HashMap<Uuid, (u64, mpsc::Sender<MasterPayload>)>>,
+    agents: Mutex<HashMap<Uuid, Link>>,
     generation: std::sync::atomic::AtomicU64,
     pending: Mutex<HashMap<String, oneshot::Sender<CommandResult>>>,
 }
@@ -45,22 +114,36 @@ impl std::fmt::Debug for Fleet {
 
 impl Fleet {
     /// Registers an open stream for `agent_id`, replacing an older one (whose
-    /// queue then closes), and returns the queue the stream drains with the
+    /// outbound then ends), and returns what the stream sends with the
     /// stream's generation.
-    pub fn attach(&self, agent_id: Uuid) -> (mpsc::Receiver<MasterPayload>, u64) {
+    pub fn attach(&self, agent_id: Uuid) -> (Outbound, u64) {
         let (tx, rx) = mpsc::channel(QUEUE);
+        let config = Arc::new(ConfigSlot::default());
         let generation = self
             .generation
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.lock_agents().insert(agent_id, (generation, tx));
-        (rx, generation)
+        self.lock_agents().insert(
+            agent_id,
+            Link {
+                generation,
+                queue: tx,
+                config: config.clone(),
+            },
+        );
+        (
+            Outbound { queue: rx, config },
+            generation,
+        )
     }
 
     /// Forgets the stream of `agent_id` if it is still `generation` (a newer
     /// stream of the same agent stays). Returns whether it was removed.
     pub fn detach(&self, agent_id: Uuid, generation: u64) -> bool {
         let mut agents = self.lock_agents();
-        if agents.get(&agent_id).is_some_and(|(g, _)| *g == generation) {
+        if agents
+            .get(&agent_id)
+            .is_some_and(|l| l.generation == generation)
+        {
             agents.remove(&agent_id);
             true
         } else {
@@ -120,9 +203,7 @@ impl Fleet {
         }
     }
 
-    fn lock_agents(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<Uuid, (u64, mpsc::Sender<MasterPayload>)>> {
+    fn lock_agents(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Link>> {
         self.agents
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -140,20 +221,28 @@ impl Fleet {
 #[async_trait]
 impl AgentSender for Fleet {
     async fn send(&self, agent_id: Uuid, payload: MasterPayload) -> Result<(), TransportError> {
-        let tx = self
+        let (tx, config) = self
             .lock_agents()
             .get(&agent_id)
-            .map(|(_, tx)| tx.clone())
+            .filter(|l| !l.queue.is_closed())
+            .map(|l| (l.queue.clone(), l.config.clone()))
             .ok_or(TransportError::NotConnected(agent_id))?;
-        tx.send(payload)
-            .await
-            .map_err(|_| TransportError::NotConnected(agent_id))
+        match payload {
+            MasterPayload::ConfigUpdate(update) => {
+                config.offer(update);
+                Ok(())
+            }
+            other => tx
+                .send(other)
+                .await
+                .map_err(|_| TransportError::NotConnected(agent_id)),
+        }
     }
 
     fn is_connected(&self, agent_id: Uuid) -> bool {
         self.lock_agents()
             .get(&agent_id)
-            .is_some_and(|(_, tx)| !tx.is_closed())
+            .is_some_and(|l| !l.queue.is_closed())
     }
 }
 
@@ -174,7 +263,7 @@ mod tests {
         let (mut rx, _) = fleet.attach(agent);
         let f = fleet.clone();
         let answer = tokio::spawn(async move {
-            let Some(MasterPayload::Command(c)) = rx.recv().await else {
+            let Some(MasterPayload::Command(c)) = rx.next().await else {
                 panic!("expected a command")
             };
             f.complete(CommandResult {
@@ -201,5 +290,42 @@ mod tests {
                 .await,
             Err(CommandError::Timeout(_))
         ));
+    }
+
+    fn update(version: i64) -> MasterPayload {
+        MasterPayload::ConfigUpdate(Box::new(ConfigUpdate {
+            config_id: format!("cfg-{version}"),
+            version,
+            virtual_hosts: Vec::new(),
+            upstreams: Vec::new(),
+            certificates: Default::default(),
+            global_settings: Default::default(),
+        }))
+    }
+
+    fn version(payload: Option<MasterPayload>) -> i64 {
+        match payload {
+            Some(MasterPayload::ConfigUpdate(u)) => u.version,
+            other => panic!("expected a configuration, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_slow_stream_gets_only_the_newest_configuration() {
+        let fleet = Fleet::default();
+        let agent = Uuid::new_v4();
+        assert!(fleet.send(agent, update(1)).await.is_err());
+        let (mut out, generation) = fleet.attach(agent);
+        // Far more pushes than the command queue holds: none waits.
+        for v in 1..=1000 {
+            fleet.send(agent, update(v)).await.unwrap();
+        }
+        // A late, older version does not replace the newer one waiting.
+        fleet.send(agent, update(3)).await.unwrap();
+        assert_eq!(version(out.next().await), 1000);
+        fleet.send(agent, update(1001)).await.unwrap();
+        assert_eq!(version(out.next().await), 1001);
+        assert!(fleet.detach(agent, generation));
+        assert!(out.next().await.is_none());
     }
 }

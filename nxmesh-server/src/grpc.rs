@@ -516,7 +516,7 @@ impl pb::agent_service_server::AgentService for AgentService {
         };
         let peer = self.peer(agent).await?;
         let id = peer.agent.id;
-        let (mut queue, generation) = self.state.fleet.attach(id);
+        let (mut outbound, generation) = self.state.fleet.attach(id);
         self.state
             .store
             .record_agent_state(id, AgentState::Online, Utc::now(), None)
@@ -549,7 +549,7 @@ impl pb::agent_service_server::AgentService for AgentService {
         let pushed_tx = Arc::new(std::sync::Mutex::new(Vec::<i64>::new()));
         let pushed_log = pushed_tx.clone();
         tokio::spawn(async move {
-            while let Some(payload) = queue.recv().await {
+            while let Some(payload) = outbound.next().await {
                 if let MasterPayload::ConfigUpdate(u) = &payload {
                     pushed_log
                         .lock()

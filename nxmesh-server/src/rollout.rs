@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nxmesh_core::config::{CertificateBundle, ConfigUpdate, UpstreamConfig, VirtualHostConfig};
-use nxmesh_core::model::{CertificateStatus, Labels, TargetAgents, VirtualHost};
+use nxmesh_core::model::{Agent, CertificateStatus, Labels, TargetAgents, VirtualHost};
 use nxmesh_core::pagination::PageParams;
 use nxmesh_core::protocol::MasterPayload;
 use nxmesh_core::storage::{Storage, StorageError};
@@ -88,29 +88,41 @@ async fn coordinate(mut rx: mpsc::UnboundedReceiver<Vec<Uuid>>, ctx: Context) {
 
 async fn push(ctx: &Context, agents: &[Uuid]) -> Result<(), StorageError> {
     let versions = ctx.store.bump_desired_versions(agents).await?;
-    // One snapshot per workspace and one configuration per label set: a
-    // change that targets thousands of agents reads the workspace once.
+    // Everything is read before anything is sent, in a few statements: a
+    // change that targets thousands of agents must not wait behind the
+    // status reports of the agents that already got it.
+    let connected: Vec<(Uuid, i64)> = versions
+        .into_iter()
+        .filter(|(agent, _)| ctx.fleet.is_connected(*agent))
+        .collect();
+    let ids: Vec<Uuid> = connected.iter().map(|(agent, _)| *agent).collect();
+    let found: HashMap<Uuid, Agent> = ctx
+        .store
+        .get_agents(&ids)
+        .await?
+        .into_iter()
+        .map(|a| (a.id, a))
+        .collect();
+    // One snapshot per workspace and one configuration per label set.
     let mut snapshots: HashMap<Uuid, Snapshot> = HashMap::new();
-    let mut built: HashMap<(Uuid, Labels), ConfigUpdate> = HashMap::new();
-    for (agent, version) in versions {
-        if !ctx.fleet.is_connected(agent) {
-            continue;
-        }
-        let Some(a) = ctx.store.get_agent(agent).await? else {
-            continue;
-        };
+    let mut built: HashMap<(Uuid, &Labels), ConfigUpdate> = HashMap::new();
+    for a in found.values() {
         if let std::collections::hash_map::Entry::Vacant(slot) = snapshots.entry(a.workspace_id) {
             slot.insert(Snapshot::load(ctx.store.as_ref(), &ctx.secrets, a.workspace_id).await?);
         }
-        let key = (a.workspace_id, a.labels.clone());
-        if let std::collections::hash_map::Entry::Vacant(slot) = built.entry(key.clone()) {
-            slot.insert(snapshots[&a.workspace_id].config_for(&a.labels));
-        }
-        let mut update = built[&key].clone();
+        built
+            .entry((a.workspace_id, &a.labels))
+            .or_insert_with(|| snapshots[&a.workspace_id].config_for(&a.labels));
+    }
+    for (agent, version) in connected {
+        let Some(a) = found.get(&agent) else {
+            continue;
+        };
+        let mut update = Box::new(built[&(a.workspace_id, &a.labels)].clone());
         update.version = version;
         if let Err(e) = ctx
             .fleet
-            .send(agent, MasterPayload::ConfigUpdate(Box::new(update)))
+            .send(agent, MasterPayload::ConfigUpdate(update))
             .await
         {
             tracing::debug!(%agent, error = %e, "agent went away before its update; it gets it on reconnect");
@@ -216,7 +228,12 @@ impl Snapshot {
             let (Some(cert), Some((pem, sealed))) = (cert, material) else {
                 continue;
             };
-            if cert.status != CertificateStatus::Active {
+            // A failed renewal keeps serving the previous material; only
+            // a certificate that never had any, or expired, is left out.
+            if matches!(
+                cert.status,
+                CertificateStatus::Pending | CertificateStatus::Expired
+            ) {
                 continue;
             }
             let key = secrets

@@ -35,10 +35,14 @@ use uuid::Uuid;
 use super::entities::*;
 use super::migration::Migrator;
 
+/// Ids per statement in bulk reads and writes: far below SQLite's limit of
+/// 32,766 bound parameters, large enough that thousands take few trips.
+const IN_CHUNK: usize = 500;
+
 /// The sea-orm implementation of every storage trait of `nxmesh-core`.
 #[derive(Clone, Debug)]
 pub struct SeaStore {
-    db: DatabaseConnection,
+    pub(super) db: DatabaseConnection,
 }
 
 impl SeaStore {
@@ -545,6 +549,22 @@ impl AgentStore for SeaStore {
             .map_err(backend)?
             .map(agent)
             .transpose()
+    }
+
+    async fn get_agents(&self, ids: &[Uuid]) -> StorageResult<Vec<Agent>> {
+        let mut out = Vec::with_capacity(ids.len());
+        // Chunks keep each statement well under SQLite's parameter limit.
+        for chunk in ids.chunks(IN_CHUNK) {
+            let rows = agent::Entity::find()
+                .filter(agent::Column::Id.is_in(chunk.iter().copied()))
+                .all(&self.db)
+                .await
+                .map_err(backend)?;
+            for row in rows {
+                out.push(agent(row)?);
+            }
+        }
+        Ok(out)
     }
 
     async fn list_agents(
@@ -1655,28 +1675,49 @@ impl LedgerStore for SeaStore {
     async fn bump_desired_versions(&self, agent_ids: &[Uuid]) -> StorageResult<Vec<(Uuid, i64)>> {
         let backend = self.db.get_database_backend();
         let txn = self.db.begin().await.map_err(backend_err)?;
-        let mut out = Vec::with_capacity(agent_ids.len());
+        // A row may appear once per statement (PostgreSQL refuses to
+        // update one row twice in an upsert): each id once, in the order
+        // given, which is also the order of the answer.
+        let mut seen = std::collections::HashSet::with_capacity(agent_ids.len());
+        let ids: Vec<Uuid> = agent_ids.iter().copied().filter(|id| seen.insert(*id)).collect();
+        let mut bumped = std::collections::HashMap::with_capacity(ids.len());
         let now = Utc::now();
-        for id in agent_ids {
-            // One statement per agent: insert at 1 or increment, and read
-            // the result back, so concurrent bumps never lose a version.
-            let stmt = Statement::from_sql_and_values(
-                backend,
-                "INSERT INTO agent_config (agent_id, desired_version, applied_version, updated_at) VALUES ($1, 1, 0, $2) \
-                 ON CONFLICT (agent_id) DO UPDATE SET desired_version = agent_config.desired_version + 1, updated_at = $2 \
-                 RETURNING desired_version",
-                [(*id).into(), now.into()],
+        // One multi-row upsert per chunk: insert at 1 or increment, and read
+        // the results back, so concurrent bumps never lose a version.
+        for chunk in ids.chunks(IN_CHUNK) {
+            let mut sql = String::from(
+                "INSERT INTO agent_config (agent_id, desired_version, applied_version, updated_at) VALUES ",
             );
-            let row = txn
-                .query_one_raw(stmt)
+            let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() + 1);
+            values.push(now.into());
+            for (i, id) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("(${}, 1, 0, $1)", i + 2));
+                values.push((*id).into());
+            }
+            sql.push_str(
+                " ON CONFLICT (agent_id) DO UPDATE SET desired_version = agent_config.desired_version + 1, updated_at = $1 \
+                 RETURNING agent_id, desired_version",
+            );
+            let rows = txn
+                .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
                 .await
-                .map_err(db_err("ledger row"))?
-                .ok_or(not_found("agent"))?;
-            let v: i64 = row.try_get("", "desired_version").map_err(backend_err)?;
-            out.push((*id, v));
+                .map_err(db_err("ledger row"))?;
+            if rows.len() != chunk.len() {
+                return Err(not_found("agent"));
+            }
+            for row in rows {
+                let id: Uuid = row.try_get("", "agent_id").map_err(backend_err)?;
+                let v: i64 = row.try_get("", "desired_version").map_err(backend_err)?;
+                bumped.insert(id, v);
+            }
         }
         txn.commit().await.map_err(backend_err)?;
-        Ok(out)
+        ids.into_iter()
+            .map(|id| bumped.get(&id).map(|v| (id, *v)).ok_or(not_found("agent")))
+            .collect()
     }
 
     async fn record_config_status(
