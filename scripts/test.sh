@@ -12,6 +12,9 @@ ROOT=$PWD
 # 1. Debian packages.
 packages=()
 [ -x /usr/sbin/nginx ] || packages+=(nginx)
+# The certificate tests: an ACME test CA and a DNS server they start themselves.
+[ -x /usr/bin/pebble ] || packages+=(pebble)
+[ -x /usr/sbin/named ] || packages+=(bind9)
 python3 -c 'import venv, ensurepip' 2>/dev/null || packages+=(python3-venv)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || packages+=(postgresql)
 if [ ${#packages[@]} -gt 0 ]; then
@@ -52,6 +55,8 @@ export NXMESH_TEST_DATABASE_URL="postgres://nxmesh@127.0.0.1:$PGPORT/postgres"
 echo "test.sh: PostgreSQL on 127.0.0.1:$PGPORT"
 
 export NXMESH_NGINX=/usr/sbin/nginx
+export NXMESH_PEBBLE=/usr/bin/pebble
+export NXMESH_NAMED=/usr/sbin/named
 export NXMESH_CROSSPLANE="$ROOT/.venv/bin/crossplane"
 export NXMESH_GIXY="$ROOT/.venv/bin/gixy"
 
@@ -63,6 +68,23 @@ cargo test --workspace --exclude nxmesh-python --doc
 # The parser's property test at full strength (100,000 cases: no panic, and
 # whatever parses re-parses identically after formatting), in release.
 PROPTEST_CASES=100000 cargo test --release -p nxmesh-core --test it parser::props
+
+# 4b. The Python bindings (bindings/python): pip builds the `nxmesh` package
+#     into .venv with maturin as its build backend (dev profile, the shared
+#     target dir); the fixtures start the master and agent binaries built
+#     here on 127.0.0.1. Then pytest (every resource, the exceptions, the
+#     async client, events from a real agent, parse_config against
+#     crossplane over the corpus, examples/python/automation.py), the stubs
+#     against the native module, and mypy --strict on the example and tests.
+.venv/bin/pip install -q --disable-pip-version-check -r bindings/python/requirements-test.txt
+PATH="$ROOT/.venv/bin:$PATH" MATURIN_PEP517_ARGS="--profile dev" .venv/bin/pip install -q \
+    --disable-pip-version-check --no-build-isolation --force-reinstall --no-deps ./bindings/python
+cargo build -q -p nxmesh-server --bin nxmesh-server -p nxmesh-agent-lib --bin nxmesh-agent
+export NXMESH_SERVER_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/nxmesh-server"
+export NXMESH_AGENT_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/nxmesh-agent"
+(cd bindings/python && "$ROOT/.venv/bin/python" -m pytest -q tests)
+(cd bindings/python && "$ROOT/.venv/bin/python" -m mypy.stubtest nxmesh)
+.venv/bin/python -m mypy --strict examples/python/automation.py bindings/python/tests
 
 # 5. The runnable examples.
 for example in examples/examples/*.rs; do

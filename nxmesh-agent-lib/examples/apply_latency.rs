@@ -1,8 +1,9 @@
 //! Apply latency against a real nginx: render, stage, `nginx -t`, switch,
 //! reload and confirm, for configurations of N server blocks.
 //!
-//! `cargo run -p nxmesh-agent-lib --example apply_latency -- 10 100`
-//! (nginx from `NXMESH_NGINX` or `/usr/sbin/nginx`; listens on 127.0.0.1).
+//! `cargo run -p nxmesh-agent-lib --example apply_latency -- 10 100 1000`
+//! (nginx from `NXMESH_NGINX` or `/usr/sbin/nginx`; listens on 127.0.0.1;
+//! `NXMESH_BENCH_RUNS` applies per size, 30 by default).
 
 // A measurement tool: its report is its output.
 #![allow(clippy::print_stdout)]
@@ -15,7 +16,8 @@ use nxmesh_agent_lib::{ConfigApplier, NginxRuntime, RuntimeConfig};
 use nxmesh_core::config::{ConfigApplyStatus, ConfigUpdate, VirtualHostConfig};
 use nxmesh_core::model::{Location, VirtualHostSpec};
 
-const RUNS: usize = 30;
+/// Applies per size unless `NXMESH_BENCH_RUNS` says otherwise.
+const DEFAULT_RUNS: usize = 30;
 
 fn update(version: i64, blocks: usize, port: u16) -> ConfigUpdate {
     let virtual_hosts = (0..blocks)
@@ -69,6 +71,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|a| a.parse())
         .collect::<Result<_, _>>()?;
     let nginx = std::env::var("NXMESH_NGINX").unwrap_or_else(|_| "/usr/sbin/nginx".to_owned());
+    let runs: usize = match std::env::var("NXMESH_BENCH_RUNS") {
+        Ok(n) => n.parse()?,
+        Err(_) => DEFAULT_RUNS,
+    };
+    if runs == 0 {
+        return Err("NXMESH_BENCH_RUNS must be positive".into());
+    }
     for blocks in sizes {
         let dir = tempfile::tempdir()?;
         let mut config = RuntimeConfig::new(
@@ -83,8 +92,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let rt = NginxRuntime::open(config).await?;
         rt.ensure_started().await?;
         let port = free_port()?;
-        let mut times = Vec::with_capacity(RUNS);
-        for v in 1..=RUNS {
+        let mut times = Vec::with_capacity(runs);
+        for v in 1..=runs {
             let u = update(i64::try_from(v)?, blocks, port);
             let t = Instant::now();
             let out = rt.apply(u).await;
@@ -102,7 +111,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         };
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         println!(
-            "{blocks} server blocks, {RUNS} applies: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            "{blocks} server blocks, {runs} applies: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
             ms(pick(0.5)),
             ms(pick(0.99)),
             ms(times[times.len() - 1])

@@ -15,6 +15,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::pipeline::NginxRuntime;
 use crate::runtime::HealthSource;
+use crate::upstream_health::UpstreamHealth;
 
 /// Percent of CPU, memory or disk above which an alert is raised.
 const HIGH_USE_PERCENT: f32 = 90.0;
@@ -88,6 +89,7 @@ pub struct RuntimeHealth {
     runtime: NginxRuntime,
     disk_path: PathBuf,
     previous: Mutex<Previous>,
+    upstreams: Option<UpstreamHealth>,
 }
 
 impl RuntimeHealth {
@@ -98,7 +100,17 @@ impl RuntimeHealth {
             runtime,
             disk_path,
             previous: Mutex::new(Previous::default()),
+            upstreams: None,
         }
+    }
+
+    /// Adds the active upstream health checks' alerts to every report
+    /// (unhealthy servers, upstreams with no healthy server, failed
+    /// health-driven reloads).
+    #[must_use]
+    pub fn with_upstream_health(mut self, upstreams: UpstreamHealth) -> Self {
+        self.upstreams = Some(upstreams);
+        self
     }
 
     fn previous(&self) -> std::sync::MutexGuard<'_, Previous> {
@@ -260,7 +272,13 @@ impl HealthSource for RuntimeHealth {
         let system = self.system();
         let applied = self.runtime.last_known_good();
         HealthReport {
-            alerts: alerts(&nginx, &system),
+            alerts: {
+                let mut a = alerts(&nginx, &system);
+                if let Some(u) = &self.upstreams {
+                    a.extend(u.alerts());
+                }
+                a
+            },
             nginx,
             system,
             config_checksum: applied

@@ -33,19 +33,25 @@
 //! # }
 //! ```
 
+pub mod accesslog;
 mod apply;
 mod backoff;
 mod config;
 mod connection;
 mod credential;
+pub mod drift;
 mod error;
+mod failpoint;
 pub mod health;
 pub mod nginx;
 pub mod pipeline;
 pub mod runtime;
 pub mod store;
+pub mod telemetry;
 mod transport;
 mod unary;
+pub mod upstream_health;
+pub mod validate_raw;
 
 pub use backoff::BackoffConfig;
 pub use config::{AgentConfig, AgentIdentity, Timeouts};

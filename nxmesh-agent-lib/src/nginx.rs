@@ -310,6 +310,7 @@ impl Nginx {
         let old = worker_pids(master.pid);
         let offset = log_len(&self.paths.error_log);
         signal(master.pid, Signal::SIGHUP)?;
+        crate::failpoint::hit("reload.signalled");
         let deadline = Instant::now() + self.confirm.timeout;
         let mut new_seen: Option<Instant> = None;
         // (log length, when it last changed) once an error was seen.

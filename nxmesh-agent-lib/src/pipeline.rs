@@ -10,8 +10,14 @@
 //! untouched (`FAILED`); a failure after it switches back to the last known
 //! good tree and reloads (`ROLLED_BACK`). Only a confirmed tree is recorded
 //! as the last known good (see [`crate::store`]).
+//!
+//! The active health checks ([`crate::upstream_health`]) go through the
+//! same steps with [`NginxRuntime::set_down_servers`]: the last applied
+//! update re-rendered with failing servers marked `down`. That changes the
+//! served tree, never the applied version or the checksum reported to the
+//! master (see `ARCHITECTURE.md`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -20,12 +26,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use nxmesh_core::config::ConfigUpdate;
-use nxmesh_core::generator::{self, Layout, NginxVersion, RenderOptions};
+use nxmesh_core::generator::{self, Layout, NginxVersion, RenderOptions, Rendered};
 use nxmesh_core::protocol::{AppliedConfig, Command, CommandKind, CommandResult};
 
 use crate::nginx::{self, ConfirmTimeouts, MasterInfo, Nginx, NginxError, NginxMode, NginxPaths};
 use crate::runtime::{ApplyOutcome, CommandHandler, ConfigApplier};
-use crate::store::{LastKnownGood, TreeStore};
+use crate::store::{DownServer, LastKnownGood, TreeStore};
 
 /// Configuration of an [`NginxRuntime`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,6 +149,8 @@ struct Inner {
     /// Applies and commands that change nginx run one at a time.
     serial: tokio::sync::Mutex<()>,
     lkg: Mutex<Option<LastKnownGood>>,
+    /// The configuration last applied, without health-check overrides.
+    current: Mutex<Option<Arc<ConfigUpdate>>>,
     hook: Option<Arc<dyn ApplyHook>>,
 }
 
@@ -203,7 +211,7 @@ impl NginxRuntime {
             move |source| RuntimeError::Store { path, source }
         };
         let data_dir = config.data_dir.clone();
-        let (store, lkg) = {
+        let (store, (lkg, current)) = {
             let dirs = [
                 Path::new(&config.layout.pid_file)
                     .parent()
@@ -223,7 +231,16 @@ impl NginxRuntime {
                 }
                 let store = TreeStore::open(data)?;
                 let lkg = store.read_state()?;
-                Ok((store, lkg))
+                let current = match &lkg {
+                    // Only the health checks need it: a damaged file costs
+                    // them until the next push, never the agent's start.
+                    Some(l) => store.read_update(l).unwrap_or_else(|e| {
+                        tracing::warn!(error = %e, "ignoring the recorded configuration");
+                        None
+                    }),
+                    None => None,
+                };
+                Ok((store, (lkg, current.map(Arc::new))))
             })
             .await
             .map_err(store_err(&data_dir))?
@@ -243,6 +260,7 @@ impl NginxRuntime {
                 opts,
                 serial: tokio::sync::Mutex::new(()),
                 lkg: Mutex::new(lkg.clone()),
+                current: Mutex::new(current),
                 hook,
             }),
         };
@@ -362,6 +380,13 @@ impl NginxRuntime {
             .clone()
     }
 
+    /// Holds off applies and the commands that change nginx while the
+    /// guard lives, for work that must not interleave with them (the drift
+    /// detector's revert, see [`crate::drift`]).
+    pub async fn lock_applies(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.inner.serial.lock().await
+    }
+
     fn hook(&self, step: ApplyStep, tree: &Path) -> Result<(), HookAbort> {
         match &self.inner.hook {
             Some(h) => h.at(step, tree),
@@ -369,21 +394,55 @@ impl NginxRuntime {
         }
     }
 
-    async fn record(&self, update: &ConfigUpdate, checksum: &str) -> io::Result<()> {
-        let state = LastKnownGood {
-            version: update.version,
-            config_id: update.config_id.clone(),
-            checksum: checksum.to_owned(),
-        };
+    /// Records `state` as the last known good, and `update` (when it is a
+    /// new configuration) as the one health checks re-render.
+    async fn record(
+        &self,
+        state: &LastKnownGood,
+        update: Option<Arc<ConfigUpdate>>,
+    ) -> io::Result<()> {
         let store = self.inner.store.clone();
-        let s = state.clone();
-        blocking(move || store.write_state(&s)).await?;
+        let (s, u) = (state.clone(), update.clone());
+        blocking(move || {
+            if let Some(u) = &u {
+                store.write_update(u)?;
+                crate::failpoint::hit("update.written");
+            }
+            store.write_state(&s)
+        })
+        .await?;
         *self
             .inner
             .lkg
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(state);
+            .unwrap_or_else(PoisonError::into_inner) = Some(state.clone());
+        if let Some(u) = update {
+            *self
+                .inner
+                .current
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(u);
+        }
         Ok(())
+    }
+
+    /// The configuration last applied (as the master sent it, without
+    /// health-check overrides), if known: it survives restarts through
+    /// `applied-update.json`.
+    pub fn current_update(&self) -> Option<Arc<ConfigUpdate>> {
+        self.inner
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The upstream servers the health checks marked `down` in the tree
+    /// nginx serves.
+    pub fn down_servers(&self) -> BTreeSet<DownServer> {
+        self.last_known_good()
+            .map(|l| l.down.into_iter().collect())
+            .unwrap_or_default()
     }
 
     /// Reloads nginx, or starts it (standalone) when it is not running.
@@ -398,9 +457,12 @@ impl NginxRuntime {
     async fn apply_serialized(&self, update: ConfigUpdate) -> ApplyOutcome {
         let inner = &self.inner;
         let current = self.last_known_good();
-        let live = inner.store.live_checksum();
+        // What the master is told nginx serves after a failure: the last
+        // known good's checksum, never the health-check re-render's.
+        let reported = current.as_ref().map(|c| c.checksum.clone());
         if let Some(c) = &current {
             if update.version == c.version {
+                self.adopt_if_unknown(update, c).await;
                 return ApplyOutcome::success(c.checksum.clone());
             }
             if update.version < c.version {
@@ -409,29 +471,151 @@ impl NginxRuntime {
                         "version {} is older than the applied version {}; nothing done",
                         update.version, c.version
                     ),
-                    live,
+                    reported,
                 );
             }
-        }
-        let running = inner.nginx.status().await.is_some();
-        if !running && inner.config.mode == NginxMode::External {
-            return ApplyOutcome::failed("nginx is not running (external mode)", live);
         }
         let rendered = match generator::render(&update, &inner.opts) {
             Ok(r) => r,
             Err(e) => {
                 return ApplyOutcome::failed(
                     format!("the generator refused the configuration: {e}"),
-                    live,
+                    reported,
                 );
             }
         };
         let checksum = rendered.checksum.clone();
-        if running && live.as_deref() == Some(checksum.as_str()) {
+        // Servers the health checks hold down stay down in the new version
+        // (those that still exist in it).
+        let wanted: BTreeSet<DownServer> = current
+            .map(|c| c.down.into_iter().collect())
+            .unwrap_or_default();
+        let (served, down) = if wanted.is_empty() {
+            (rendered, Vec::new())
+        } else {
+            let (with_down, down) = crate::upstream_health::apply_overrides(&update, &wanted);
+            if down.is_empty() {
+                (rendered, down)
+            } else {
+                match generator::render(&with_down, &inner.opts) {
+                    Ok(r) => (r, down),
+                    Err(e) => {
+                        return ApplyOutcome::failed(
+                            format!("the generator refused the configuration: {e}"),
+                            reported,
+                        );
+                    }
+                }
+            }
+        };
+        let state = LastKnownGood {
+            version: update.version,
+            config_id: update.config_id.clone(),
+            served_checksum: (served.checksum != checksum).then(|| served.checksum.clone()),
+            checksum,
+            down,
+        };
+        self.deploy(served, state, Some(Arc::new(update)), reported)
+            .await
+    }
+
+    /// The same version again: nothing to apply, but a restarted agent that
+    /// lost `applied-update.json` learns the configuration back from it.
+    async fn adopt_if_unknown(&self, update: ConfigUpdate, current: &LastKnownGood) {
+        if self.current_update().is_some() {
+            return;
+        }
+        let Ok(rendered) = generator::render(&update, &self.inner.opts) else {
+            return;
+        };
+        if rendered.checksum != current.checksum || update.config_id != current.config_id {
+            return;
+        }
+        let update = Arc::new(update);
+        let store = self.inner.store.clone();
+        let u = update.clone();
+        match blocking(move || store.write_update(&u)).await {
+            Ok(()) => {
+                *self
+                    .inner
+                    .current
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(update);
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot record the applied configuration"),
+        }
+    }
+
+    /// Re-renders the configuration last applied with `down` marked `down`
+    /// (the active health checks' verdict) and makes nginx serve it through
+    /// the same pipeline as an apply (`nginx -t`, switch, reload, confirm,
+    /// roll back on failure). The applied version and the checksum reported
+    /// to the master do not change; `state.json` records the served tree.
+    ///
+    /// Servers that are not in the configuration are ignored, and an
+    /// upstream always keeps at least one server up (see
+    /// [`crate::upstream_health::apply_overrides`]). A success outcome
+    /// carries the reported (unchanged) checksum.
+    pub async fn set_down_servers(&self, down: &BTreeSet<DownServer>) -> ApplyOutcome {
+        let _serial = self.inner.serial.lock().await;
+        let Some(lkg) = self.last_known_good() else {
+            return ApplyOutcome::failed("no configuration was applied yet", None);
+        };
+        let reported = Some(lkg.checksum.clone());
+        let Some(update) = self
+            .current_update()
+            .filter(|u| u.version == lkg.version && u.config_id == lkg.config_id)
+        else {
+            return ApplyOutcome::failed(
+                "the applied configuration is not known (it comes back with the next push)",
+                reported,
+            );
+        };
+        let (with_down, applied) = crate::upstream_health::apply_overrides(&update, down);
+        if applied == lkg.down {
+            return ApplyOutcome::success(lkg.checksum);
+        }
+        let rendered = match generator::render(&with_down, &self.inner.opts) {
+            Ok(r) => r,
+            Err(e) => {
+                return ApplyOutcome::failed(
+                    format!("the generator refused the re-rendered configuration: {e}"),
+                    reported,
+                );
+            }
+        };
+        let state = LastKnownGood {
+            served_checksum: (rendered.checksum != lkg.checksum).then(|| rendered.checksum.clone()),
+            down: applied,
+            ..lkg
+        };
+        self.deploy(rendered, state, None, reported).await
+    }
+
+    /// Makes nginx serve `rendered` and records `state`: stage, `nginx -t`,
+    /// commit, switch, reload and confirm, record; a failure before the
+    /// switch leaves everything untouched (`FAILED`), one after it switches
+    /// back and reloads (`ROLLED_BACK`). Outcomes carry `state.checksum` on
+    /// success and `reported` otherwise.
+    async fn deploy(
+        &self,
+        rendered: Rendered,
+        state: LastKnownGood,
+        update: Option<Arc<ConfigUpdate>>,
+        reported: Option<String>,
+    ) -> ApplyOutcome {
+        let inner = &self.inner;
+        let live = inner.store.live_checksum();
+        let running = inner.nginx.status().await.is_some();
+        if !running && inner.config.mode == NginxMode::External {
+            return ApplyOutcome::failed("nginx is not running (external mode)", reported);
+        }
+        let served = rendered.checksum.clone();
+        if running && live.as_deref() == Some(served.as_str()) {
             // nginx already serves exactly this tree.
-            return match self.record(&update, &checksum).await {
-                Ok(()) => ApplyOutcome::success(checksum),
-                Err(e) => ApplyOutcome::failed(format!("cannot record the state: {e}"), live),
+            return match self.record(&state, update).await {
+                Ok(()) => ApplyOutcome::success(state.checksum),
+                Err(e) => ApplyOutcome::failed(format!("cannot record the state: {e}"), reported),
             };
         }
 
@@ -439,7 +623,9 @@ impl NginxRuntime {
         let store = inner.store.clone();
         let staging = match blocking(move || store.stage(&rendered.files)).await {
             Ok(s) => s,
-            Err(e) => return ApplyOutcome::failed(format!("cannot write the tree: {e}"), live),
+            Err(e) => {
+                return ApplyOutcome::failed(format!("cannot write the tree: {e}"), reported);
+            }
         };
         let discard = |dir: PathBuf| {
             let store = inner.store.clone();
@@ -449,8 +635,9 @@ impl NginxRuntime {
                 }
             }
         };
+        crate::failpoint::hit("apply.staged");
         if self.hook(ApplyStep::Staged, &staging).is_err() {
-            return aborted(ApplyStep::Staged, live);
+            return aborted(ApplyStep::Staged, reported);
         }
         if let Err(e) = nginx::test_config(inner.nginx.paths(), &staging.join("nginx.conf")).await {
             discard(staging).await;
@@ -458,28 +645,33 @@ impl NginxRuntime {
                 NginxError::Refused(text) => text,
                 other => other.to_string(),
             };
-            return ApplyOutcome::failed(msg, live);
+            return ApplyOutcome::failed(msg, reported);
         }
+        crate::failpoint::hit("apply.validated");
         if self.hook(ApplyStep::Validated, &staging).is_err() {
-            return aborted(ApplyStep::Validated, live);
+            return aborted(ApplyStep::Validated, reported);
         }
         let store = inner.store.clone();
-        let c = checksum.clone();
+        let c = served.clone();
         let tree = match blocking(move || store.commit(&staging, &c)).await {
             Ok(t) => t,
-            Err(e) => return ApplyOutcome::failed(format!("cannot commit the tree: {e}"), live),
+            Err(e) => {
+                return ApplyOutcome::failed(format!("cannot commit the tree: {e}"), reported);
+            }
         };
+        crate::failpoint::hit("apply.committed");
         if self.hook(ApplyStep::Committed, &tree).is_err() {
-            return aborted(ApplyStep::Committed, live);
+            return aborted(ApplyStep::Committed, reported);
         }
         let store = inner.store.clone();
-        let c = checksum.clone();
+        let c = served.clone();
         if let Err(e) = blocking(move || store.switch(&c)).await {
             discard(tree).await;
-            return ApplyOutcome::failed(format!("cannot switch the live tree: {e}"), live);
+            return ApplyOutcome::failed(format!("cannot switch the live tree: {e}"), reported);
         }
+        crate::failpoint::hit("apply.switched");
         if self.hook(ApplyStep::Switched, &tree).is_err() {
-            return aborted(ApplyStep::Switched, live);
+            return aborted(ApplyStep::Switched, reported);
         }
 
         // After the switch: a failure switches back and reloads.
@@ -490,27 +682,34 @@ impl NginxRuntime {
                     NginxError::Unconfirmed(text) | NginxError::Refused(text) => text,
                     other => other.to_string(),
                 };
-                return self.roll_back(why, live, tree).await;
+                return self.roll_back(why, live, tree, reported).await;
             }
         }
+        crate::failpoint::hit("apply.reloaded");
         if self.hook(ApplyStep::Reloaded, &tree).is_err() {
-            return aborted(ApplyStep::Reloaded, live);
+            return aborted(ApplyStep::Reloaded, reported);
         }
-        if let Err(e) = self.record(&update, &checksum).await {
+        if let Err(e) = self.record(&state, update).await {
             // nginx serves the new tree, but it could not be recorded: go
             // back to the recorded one so that disk and nginx agree.
             return self
-                .roll_back(format!("cannot record the state: {e}"), live, tree)
+                .roll_back(
+                    format!("cannot record the state: {e}"),
+                    live,
+                    tree,
+                    reported,
+                )
                 .await;
         }
+        crate::failpoint::hit("apply.recorded");
         if self.hook(ApplyStep::Recorded, &tree).is_err() {
-            return aborted(ApplyStep::Recorded, Some(checksum));
+            return aborted(ApplyStep::Recorded, Some(state.checksum));
         }
         let store = inner.store.clone();
         if let Err(e) = blocking(move || store.collect_garbage()).await {
             tracing::warn!(error = %e, "cannot remove old trees");
         }
-        ApplyOutcome::success(checksum)
+        ApplyOutcome::success(state.checksum)
     }
 
     async fn roll_back(
@@ -518,36 +717,38 @@ impl NginxRuntime {
         why: String,
         previous: Option<String>,
         tree: PathBuf,
+        reported: Option<String>,
     ) -> ApplyOutcome {
-        let Some(prev) = previous.clone() else {
+        let Some(prev) = previous else {
             return ApplyOutcome::rolled_back(
                 format!("{why}; there is no previous tree to restore"),
                 None,
             );
         };
         let store = self.inner.store.clone();
-        let p = prev.clone();
-        if let Err(e) = blocking(move || store.switch(&p)).await {
+        if let Err(e) = blocking(move || store.switch(&prev)).await {
             return ApplyOutcome::rolled_back(
                 format!("{why}; switching back to the last good tree failed: {e}"),
                 None,
             );
         }
+        crate::failpoint::hit("rollback.switched");
         let restored = self.reload_or_start().await;
+        crate::failpoint::hit("rollback.reloaded");
         let store = self.inner.store.clone();
         if let Err(e) = blocking(move || store.remove(&tree)).await {
             tracing::warn!(error = %e, "cannot remove the rolled-back tree");
         }
         match restored {
-            Ok(_) => ApplyOutcome::rolled_back(why, previous),
+            Ok(_) => ApplyOutcome::rolled_back(why, reported),
             Err(e) => ApplyOutcome::rolled_back(
                 format!("{why}; reloading the last good tree failed too: {e}"),
-                previous,
+                reported,
             ),
         }
     }
 
-    async fn command(&self, kind: CommandKind) -> Result<BTreeMap<String, String>, NginxError> {
+    async fn command(&self, kind: CommandKind) -> Result<BTreeMap<String, String>, CommandError> {
         let nginx = &self.inner.nginx;
         let mut details = BTreeMap::new();
         match kind {
@@ -559,7 +760,7 @@ impl NginxRuntime {
             CommandKind::Reload { graceful: false } | CommandKind::Restart { .. } => {
                 let force = matches!(kind, CommandKind::Restart { force: true });
                 if nginx.mode() == NginxMode::External {
-                    return Err(NginxError::External);
+                    return Err(NginxError::External.into());
                 }
                 let _serial = self.inner.serial.lock().await;
                 nginx.stop(!force, self.inner.config.stop_timeout).await?;
@@ -593,21 +794,40 @@ impl NginxRuntime {
                 );
                 if let Some(l) = self.last_known_good() {
                     details.insert("config_version".to_owned(), l.version.to_string());
+                    if let Some(served) = &l.served_checksum {
+                        details.insert("served_checksum".to_owned(), served.clone());
+                    }
                     details.insert("config_checksum".to_owned(), l.checksum);
                 }
             }
-            CommandKind::ValidateConfig { .. } => {
-                // `nginx -t` on untrusted text can load code (`load_module`,
-                // `include` of arbitrary files); it must first pass the core
-                // parser and the directive allowlist, which this agent does
-                // not implement yet, so it refuses rather than run nginx.
-                return Err(NginxError::Unsupported(
-                    "validating raw configuration text is not supported by this agent",
-                ));
+            CommandKind::ValidateConfig { config_content } => {
+                // `nginx -t` on untrusted text can load code; the text
+                // passes the core parser and the allowlist first.
+                let output = crate::validate_raw::validate(
+                    &config_content,
+                    &self.inner.config.nginx_binary,
+                    &self.inner.opts,
+                )
+                .await?;
+                details.insert("valid".to_owned(), "true".to_owned());
+                if !output.is_empty() {
+                    details.insert("nginx_output".to_owned(), output);
+                }
             }
         }
         Ok(details)
     }
+}
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+enum CommandError {
+    /// nginx could not be run, signalled or confirmed.
+    #[error(transparent)]
+    Nginx(#[from] NginxError),
+    /// `ValidateConfig` refused the text.
+    #[error(transparent)]
+    Validate(#[from] crate::validate_raw::ValidateError),
 }
 
 fn aborted(step: ApplyStep, checksum: Option<String>) -> ApplyOutcome {

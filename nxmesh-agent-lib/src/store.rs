@@ -6,6 +6,8 @@
 //! DATA/trees/.staging-<uuid>/    a tree being written (garbage after a crash)
 //! DATA/live -> trees/<checksum>  what nginx is configured from (`-c DATA/live/nginx.conf`)
 //! DATA/state.json                the last known good: version, config id, checksum
+//!                                (and the served tree when health checks marked servers down)
+//! DATA/applied-update.json       the configuration last applied (0600), re-rendered by the health checks
 //! ```
 //!
 //! Crash safety comes from the order of operations: a tree is written and
@@ -21,6 +23,7 @@ use std::io::{self, Write as _};
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
+use nxmesh_core::config::ConfigUpdate;
 use nxmesh_core::generator::RenderedFile;
 use serde::{Deserialize, Serialize};
 
@@ -35,7 +38,35 @@ pub struct LastKnownGood {
     /// The configuration's id.
     pub config_id: String,
     /// Checksum of the tree (the generator's), also its directory name.
+    /// This is what the agent reports to the master: health-check overrides
+    /// never change it.
     pub checksum: String,
+    /// The tree `live` points to when it is not `checksum`'s: the same
+    /// configuration re-rendered with the servers of [`Self::down`] marked
+    /// `down` by the active health checks. Absent: `checksum` is served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_checksum: Option<String>,
+    /// The upstream servers the active health checks marked `down` in the
+    /// served tree.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub down: Vec<DownServer>,
+}
+
+impl LastKnownGood {
+    /// The checksum of the tree nginx serves: [`Self::served_checksum`],
+    /// else [`Self::checksum`].
+    pub fn served(&self) -> &str {
+        self.served_checksum.as_deref().unwrap_or(&self.checksum)
+    }
+}
+
+/// One upstream server marked `down` by the active health checks.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct DownServer {
+    /// The upstream's id.
+    pub upstream_id: uuid::Uuid,
+    /// The server's address, as in the model.
+    pub address: String,
 }
 
 /// The managed directory of one agent.
@@ -138,6 +169,7 @@ impl TreeStore {
                 .open(&path)?;
             file.write_all(&f.bytes)?;
             file.sync_all()?;
+            crate::failpoint::hit("stage.file");
         }
         // Deepest first, so that each directory's entry is durable in its
         // parent.
@@ -178,7 +210,9 @@ impl TreeStore {
             Err(e) => return Err(e),
         }
         std::os::unix::fs::symlink(Path::new("trees").join(checksum), &tmp)?;
+        crate::failpoint::hit("switch.linked");
         fs::rename(&tmp, self.live())?;
+        crate::failpoint::hit("switch.renamed");
         sync_dir(&self.root)
     }
 
@@ -199,7 +233,7 @@ impl TreeStore {
         };
         let state: LastKnownGood = serde_json::from_slice(&bytes)
             .map_err(|e| invalid(format!("state.json is not valid: {e}")))?;
-        if !is_checksum(&state.checksum) {
+        if !is_checksum(&state.checksum) || !is_checksum(state.served()) {
             return Err(invalid("state.json names no valid checksum".to_owned()));
         }
         Ok(Some(state))
@@ -217,8 +251,50 @@ impl TreeStore {
             .open(&tmp)?;
         f.write_all(&bytes)?;
         f.sync_all()?;
+        crate::failpoint::hit("state.written");
         fs::rename(&tmp, self.root.join("state.json"))?;
+        crate::failpoint::hit("state.renamed");
         sync_dir(&self.root)
+    }
+
+    /// Keeps the configuration last applied (`applied-update.json`, mode
+    /// 0600: it holds the certificates' private keys, like the trees), so
+    /// that a restarted agent can re-render it for the health checks
+    /// without waiting for the master. Written before `state.json`; it is
+    /// used only when its version and id match the recorded state.
+    pub fn write_update(&self, update: &ConfigUpdate) -> io::Result<()> {
+        let tmp = self.root.join("applied-update.json.tmp");
+        let bytes = serde_json::to_vec(update).map_err(io::Error::other)?;
+        match fs::remove_file(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, self.root.join("applied-update.json"))?;
+        sync_dir(&self.root)
+    }
+
+    /// The configuration recorded by [`TreeStore::write_update`], if it is
+    /// the one `state` names.
+    pub fn read_update(&self, state: &LastKnownGood) -> io::Result<Option<ConfigUpdate>> {
+        let bytes = match fs::read(self.root.join("applied-update.json")) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let update: ConfigUpdate = serde_json::from_slice(&bytes)
+            .map_err(|e| invalid(format!("applied-update.json is not valid: {e}")))?;
+        Ok(
+            (update.version == state.version && update.config_id == state.config_id)
+                .then_some(update),
+        )
     }
 
     /// Cleans up after a crash: removes staging directories and a
@@ -241,16 +317,14 @@ impl TreeStore {
             return Ok(false);
         };
         let live = self.live_checksum();
-        if live.as_deref() == Some(state.checksum.as_str()) {
+        let served = state.served();
+        if live.as_deref() == Some(served) {
             return Ok(false);
         }
-        if !self.tree(&state.checksum).is_dir() {
-            return Err(invalid(format!(
-                "the recorded tree {} is missing",
-                state.checksum
-            )));
+        if !self.tree(served).is_dir() {
+            return Err(invalid(format!("the recorded tree {served} is missing")));
         }
-        self.switch(&state.checksum)?;
+        self.switch(served)?;
         Ok(true)
     }
 
@@ -263,6 +337,7 @@ impl TreeStore {
             let name = name.to_string_lossy();
             if is_checksum(&name) && live.as_deref() != Some(&*name) {
                 fs::remove_dir_all(e.path())?;
+                crate::failpoint::hit("gc.removed");
             }
         }
         Ok(())
@@ -302,6 +377,8 @@ mod tests {
             version: 3,
             config_id: "c".into(),
             checksum: a.clone(),
+            served_checksum: None,
+            down: Vec::new(),
         };
         store.write_state(&lkg).unwrap();
         assert_eq!(store.read_state().unwrap(), Some(lkg.clone()));

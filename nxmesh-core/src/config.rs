@@ -70,6 +70,81 @@ pub struct GlobalSettings {
     /// Environment variables for the nginx process the agent starts.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env_vars: BTreeMap<String, String>,
+    /// ACME HTTP-01 challenges this instance answers while the master
+    /// orders a certificate (beyond the specification; absent when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acme_challenges: Vec<AcmeChallenge>,
+}
+
+/// One ACME HTTP-01 challenge: nginx answers
+/// `GET /.well-known/acme-challenge/<token>` with the key authorization, on
+/// the plain-HTTP virtual hosts that name `domain` and on the catch-all
+/// server of every plain-HTTP port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcmeChallenge {
+    /// The name being validated (no `*.`: HTTP-01 cannot validate wildcards).
+    pub domain: String,
+    /// The challenge token (base64url).
+    pub token: String,
+    /// `<token>.<account key thumbprint>` (base64url and one dot).
+    pub key_authorization: String,
+}
+
+/// The URL path prefix of HTTP-01 challenges (RFC 8555, section 8.3).
+pub const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
+
+impl AcmeChallenge {
+    /// The exact path nginx answers.
+    pub fn path(&self) -> String {
+        format!("{ACME_CHALLENGE_PREFIX}{}", self.token)
+    }
+
+    /// Whether a virtual host serving `server_name` (one name of its
+    /// `server_name`, possibly `*.example.com`) answers for this domain.
+    pub fn is_served_by(&self, server_name: &str) -> bool {
+        match server_name.strip_prefix("*.") {
+            Some(parent) => self
+                .domain
+                .split_once('.')
+                .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(parent)),
+            None => server_name.eq_ignore_ascii_case(&self.domain),
+        }
+    }
+
+    fn validate_into(&self, errors: &mut ValidationErrors, field: &str) {
+        let base64url = |s: &str| {
+            s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        validate::certificate_domain(errors, &format!("{field}.domain"), &self.domain);
+        if self.domain.starts_with("*.") {
+            errors.push(
+                format!("{field}.domain"),
+                FieldErrorCode::NotAllowed,
+                "HTTP-01 cannot validate a wildcard",
+            );
+        }
+        if self.token.is_empty() || self.token.len() > 128 || !base64url(&self.token) {
+            errors.push(
+                format!("{field}.token"),
+                FieldErrorCode::InvalidFormat,
+                "a token is 1 to 128 base64url characters",
+            );
+        }
+        let ka_ok = self
+            .key_authorization
+            .split_once('.')
+            .is_some_and(|(t, thumb)| {
+                t == self.token && !thumb.is_empty() && thumb.len() <= 128 && base64url(thumb)
+            });
+        if !ka_ok {
+            errors.push(
+                format!("{field}.key_authorization"),
+                FieldErrorCode::InvalidFormat,
+                "a key authorization is the token, a dot and a base64url thumbprint",
+            );
+        }
+    }
 }
 
 impl Validate for GlobalSettings {
@@ -95,6 +170,9 @@ impl Validate for GlobalSettings {
                 );
             }
             validate::plain_text(&mut errors, &field, v, validate::MAX_VALUE_LEN);
+        }
+        for (i, ch) in self.acme_challenges.iter().enumerate() {
+            ch.validate_into(&mut errors, &format!("acme_challenges[{i}]"));
         }
         errors.into_result()
     }

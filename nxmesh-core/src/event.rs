@@ -44,16 +44,35 @@ pub enum EventPayload {
     /// An agent raised an alert.
     #[serde(rename = "health.alert")]
     HealthAlert(HealthAlert),
+    /// A certificate was issued for the first time (beyond the
+    /// specification).
+    #[serde(rename = "certificate.issued")]
+    CertificateIssued(CertificateIssued),
+    /// A certificate was replaced by a renewed one (beyond the
+    /// specification).
+    #[serde(rename = "certificate.renewed")]
+    CertificateRenewed(CertificateIssued),
+    /// Issuing or renewing a certificate failed (beyond the specification).
+    #[serde(rename = "certificate.failed")]
+    CertificateFailed(CertificateFailed),
+    /// A certificate is close to expiry and its renewal keeps failing
+    /// (beyond the specification).
+    #[serde(rename = "certificate.expiring")]
+    CertificateExpiring(CertificateExpiring),
 }
 
 impl EventPayload {
     /// Every event type this version knows.
-    pub const TYPES: [&'static str; 5] = [
+    pub const TYPES: [&'static str; 9] = [
         "agent.connected",
         "agent.disconnected",
         "config.applied",
         "config.failed",
         "health.alert",
+        "certificate.issued",
+        "certificate.renewed",
+        "certificate.failed",
+        "certificate.expiring",
     ];
 
     /// The event type, for example `agent.connected`.
@@ -64,19 +83,69 @@ impl EventPayload {
             EventPayload::ConfigApplied(_) => "config.applied",
             EventPayload::ConfigFailed(_) => "config.failed",
             EventPayload::HealthAlert(_) => "health.alert",
+            EventPayload::CertificateIssued(_) => "certificate.issued",
+            EventPayload::CertificateRenewed(_) => "certificate.renewed",
+            EventPayload::CertificateFailed(_) => "certificate.failed",
+            EventPayload::CertificateExpiring(_) => "certificate.expiring",
         }
     }
 
-    /// The agent the event is about.
-    pub fn agent_id(&self) -> Uuid {
+    /// The agent the event is about, for agent events.
+    pub fn agent_id(&self) -> Option<Uuid> {
         match self {
-            EventPayload::AgentConnected(e) => e.agent_id,
-            EventPayload::AgentDisconnected(e) => e.agent_id,
-            EventPayload::ConfigApplied(e) => e.agent_id,
-            EventPayload::ConfigFailed(e) => e.agent_id,
-            EventPayload::HealthAlert(e) => e.agent_id,
+            EventPayload::AgentConnected(e) => Some(e.agent_id),
+            EventPayload::AgentDisconnected(e) => Some(e.agent_id),
+            EventPayload::ConfigApplied(e) => Some(e.agent_id),
+            EventPayload::ConfigFailed(e) => Some(e.agent_id),
+            EventPayload::HealthAlert(e) => Some(e.agent_id),
+            EventPayload::CertificateIssued(_)
+            | EventPayload::CertificateRenewed(_)
+            | EventPayload::CertificateFailed(_)
+            | EventPayload::CertificateExpiring(_) => None,
         }
     }
+}
+
+/// `certificate.issued` and `certificate.renewed`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateIssued {
+    /// The certificate.
+    pub certificate_id: Uuid,
+    /// Its domain (without `*.`).
+    pub domain: String,
+    /// Whether it covers `*.domain`.
+    pub is_wildcard: bool,
+    /// When the new certificate expires.
+    pub expires_at: Timestamp,
+}
+
+/// `certificate.failed`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateFailed {
+    /// The certificate.
+    pub certificate_id: Uuid,
+    /// Its domain (without `*.`).
+    pub domain: String,
+    /// Why, in the CA's words where they come from the CA.
+    pub error: String,
+    /// Consecutive failures so far.
+    pub failures: u32,
+    /// When the next attempt is due, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<Timestamp>,
+}
+
+/// `certificate.expiring`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateExpiring {
+    /// The certificate.
+    pub certificate_id: Uuid,
+    /// Its domain (without `*.`).
+    pub domain: String,
+    /// When the certificate still being served expires.
+    pub expires_at: Timestamp,
+    /// The last renewal error.
+    pub error: String,
 }
 
 /// `agent.connected`.

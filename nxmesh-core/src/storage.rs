@@ -313,6 +313,16 @@ pub trait CertificateStore: Send + Sync {
     async fn certificate_material(&self, id: Uuid) -> StorageResult<Option<(String, Vec<u8>)>>;
     /// Deletes a certificate. `Conflict` while a virtual host uses it.
     async fn delete_certificate(&self, id: Uuid) -> StorageResult<()>;
+    /// The ACME HTTP-01 challenges the agents of a workspace answer while
+    /// a certificate is ordered (written by the master's ACME client). A
+    /// store of a master without ACME has none: the default.
+    async fn acme_http_challenges(
+        &self,
+        workspace_id: Uuid,
+    ) -> StorageResult<Vec<crate::config::AcmeChallenge>> {
+        let _ = workspace_id;
+        Ok(Vec::new())
+    }
 }
 
 /// Metrics and access logs.

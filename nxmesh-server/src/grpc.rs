@@ -517,6 +517,16 @@ impl pb::agent_service_server::AgentService for AgentService {
         let peer = self.peer(agent).await?;
         let id = peer.agent.id;
         let (mut outbound, generation) = self.state.fleet.attach(id);
+        // With several masters, the presence lease says which stream speaks
+        // for the agent: this one, from now on.
+        let presence = Uuid::new_v4();
+        if let Some(cluster) = &self.state.cluster
+            && let Err(e) = cluster.claim(id, presence).await
+        {
+            self.state.fleet.detach(id, generation);
+            tracing::error!(agent = %id, error = %e, "could not record the agent's presence");
+            return Err(Status::unavailable("storage unavailable"));
+        }
         self.state
             .store
             .record_agent_state(id, AgentState::Online, Utc::now(), None)
@@ -577,9 +587,22 @@ impl pb::agent_service_server::AgentService for AgentService {
                 last_failed: false,
                 pushed: HashMap::new(),
             };
+            let mut renewed = Instant::now();
             let reason = loop {
                 let next =
                     tokio::time::timeout(heartbeat * MISSED_HEARTBEATS, inbound.message()).await;
+                if let (Some(cluster), Ok(Ok(Some(_)))) = (&svc.state.cluster, &next)
+                    && renewed.elapsed() >= heartbeat / 2
+                {
+                    match cluster.renew(id, presence).await {
+                        Ok(true) => renewed = Instant::now(),
+                        // A newer stream (on this master or another) took over.
+                        Ok(false) => break "superseded",
+                        Err(e) => {
+                            tracing::warn!(agent = %id, error = %e, "could not renew the agent's presence")
+                        }
+                    }
+                }
                 for v in pushed_tx
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -600,7 +623,15 @@ impl pb::agent_service_server::AgentService for AgentService {
                     }
                 }
             };
-            if svc.state.fleet.detach(id, generation) {
+            let mut ours = svc.state.fleet.detach(id, generation);
+            if ours && let Some(cluster) = &svc.state.cluster {
+                // Another master holding the agent now keeps it online.
+                ours = cluster.release(id, presence).await.unwrap_or_else(|e| {
+                    tracing::warn!(agent = %id, error = %e, "could not release the agent's presence");
+                    true
+                });
+            }
+            if ours {
                 tracing::info!(agent = %id, reason, "agent disconnected");
                 if let Err(e) = svc
                     .state

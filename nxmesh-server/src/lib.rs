@@ -6,10 +6,12 @@
 //! the agents' gRPC service over the same state. The `nxmesh-server` binary
 //! wires both to sockets.
 
+pub mod acme;
 pub mod agent_tls;
 pub mod auth;
 pub mod bootstrap;
 pub mod certs;
+pub mod cluster;
 pub mod db;
 pub mod events;
 pub mod fleet;

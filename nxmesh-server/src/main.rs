@@ -15,7 +15,7 @@ use nxmesh_server::auth::TokenKeys;
 use nxmesh_server::db::SeaStore;
 use nxmesh_server::grpc::{AgentService, AgentServiceSettings};
 use nxmesh_server::secrets::SecretBox;
-use nxmesh_server::{ApiSettings, AppState, agent_tls, bootstrap, http};
+use nxmesh_server::{ApiSettings, AppState, acme, agent_tls, bootstrap, http};
 use tracing_subscriber::EnvFilter;
 
 /// The NxMesh master: desired state, REST API, agents.
@@ -58,10 +58,38 @@ struct Config {
     /// data directory.
     #[arg(long, env = "NXMESH_JWT_KEY_FILE")]
     jwt_key_file: Option<PathBuf>,
-    /// 32-byte key encrypting private keys at rest. Default: generated in
-    /// the data directory.
-    #[arg(long, env = "NXMESH_SECRET_KEY_FILE")]
+    /// Keyring encrypting private keys at rest (AES-256-GCM): one
+    /// `<id>:<base64 of 32 bytes>` per line, the last one encrypting, the
+    /// others still decrypting (rotation). Default: generated in the data
+    /// directory.
+    #[arg(long, env = "NXMESH_SECRET_KEY_FILE", conflicts_with = "secret_keys")]
     secret_key_file: Option<PathBuf>,
+    /// The keyring itself instead of a file (same format; entries may be
+    /// separated by commas).
+    #[arg(long, env = "NXMESH_SECRET_KEYS", hide_env_values = true)]
+    secret_keys: Option<String>,
+    /// ACME directory: `letsencrypt`, `letsencrypt-staging` or the URL of any
+    /// RFC 8555 directory. Without it, `letsencrypt` certificates stay
+    /// `pending`.
+    #[arg(long, env = "NXMESH_ACME_DIRECTORY")]
+    acme_directory: Option<String>,
+    /// PEM root certificate to trust for the ACME directory's HTTPS (a test
+    /// CA such as Pebble).
+    #[arg(long, env = "NXMESH_ACME_CA_ROOT", requires = "acme_directory")]
+    acme_ca_root: Option<PathBuf>,
+    /// Contact of new ACME accounts (`mailto:…`), comma-separated.
+    #[arg(long, env = "NXMESH_ACME_CONTACT", value_delimiter = ',')]
+    acme_contact: Vec<String>,
+    /// DNS server (`ip:port`) that accepts RFC 2136 updates for DNS-01
+    /// (wildcard certificates).
+    #[arg(long, env = "NXMESH_ACME_DNS_SERVER", requires_all = ["acme_dns_zone", "acme_dns_tsig_key_file"])]
+    acme_dns_server: Option<SocketAddr>,
+    /// The zone the DNS-01 records are written into.
+    #[arg(long, env = "NXMESH_ACME_DNS_ZONE", requires = "acme_dns_server")]
+    acme_dns_zone: Option<String>,
+    /// TSIG key signing the updates, as `tsig-keygen` writes it.
+    #[arg(long, env = "NXMESH_ACME_DNS_TSIG_KEY_FILE", requires = "acme_dns_server")]
+    acme_dns_tsig_key_file: Option<PathBuf>,
     /// Email of the first administrator (used only when there are no users).
     #[arg(long, env = "NXMESH_ADMIN_EMAIL")]
     admin_email: Option<String>,
@@ -99,6 +127,9 @@ impl Config {
         }
         if self.grpc_names.iter().any(|n| n.trim().is_empty()) {
             bail!("--grpc-names must not contain empty names");
+        }
+        if let Some(d) = &self.acme_directory {
+            acme::directory_url(d).map_err(anyhow::Error::msg)?;
         }
         Ok(())
     }
@@ -138,12 +169,28 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or_else(|| config.data_dir.join("jwt-ed25519.pem")),
         config.access_token_ttl,
     )?;
-    let secrets = SecretBox::load_or_create(
-        &config
-            .secret_key_file
-            .clone()
-            .unwrap_or_else(|| config.data_dir.join("secret.key")),
-    )?;
+    let secrets = match &config.secret_keys {
+        Some(text) => SecretBox::from_keyring(text).context("NXMESH_SECRET_KEYS")?,
+        None => SecretBox::load_or_create(
+            &config
+                .secret_key_file
+                .clone()
+                .unwrap_or_else(|| config.data_dir.join("secret.keys")),
+        )?,
+    };
+    let dns: Option<Arc<dyn acme::dns::DnsProvider>> = match (
+        config.acme_dns_server,
+        &config.acme_dns_zone,
+        &config.acme_dns_tsig_key_file,
+    ) {
+        (Some(server), Some(zone), Some(key_file)) => {
+            let text = std::fs::read_to_string(key_file)
+                .with_context(|| format!("reading {}", key_file.display()))?;
+            let key = acme::dns::parse_bind_key(&text)?;
+            Some(Arc::new(acme::dns::Rfc2136::new(server, zone, key)?))
+        }
+        _ => None,
+    };
     let store = Arc::new(store);
     match bootstrap::ensure_first_admin(
         store.as_ref(),
@@ -177,7 +224,31 @@ async fn main() -> anyhow::Result<()> {
         rate_limit_per_minute: config.rate_limit_per_minute,
         ..ApiSettings::default()
     };
-    let state = AppState::new(store, keys, secrets, settings);
+    let state = AppState::new(store.clone(), keys, secrets, settings);
+    // On PostgreSQL this master joins whichever others share the database.
+    // An agent's presence lasts as long as its heartbeats may be missed.
+    let lease = Duration::from_secs(config.heartbeat_interval) * nxmesh_server::grpc::MISSED_HEARTBEATS;
+    let state = match store.cluster(lease) {
+        Some(cluster) => {
+            tracing::info!(master_id = %cluster.master_id(), "clustered: changes, events and agent presence are shared with the other masters of this database");
+            state.in_cluster(cluster)
+        }
+        None => state,
+    };
+    let state = match &config.acme_directory {
+        Some(d) => {
+            let mut acme_config =
+                acme::AcmeConfig::new(acme::directory_url(d).map_err(anyhow::Error::msg)?);
+            acme_config.ca_root = config.acme_ca_root.clone();
+            acme_config.contact = config.acme_contact.clone();
+            acme_config.dns = dns;
+            tracing::info!(directory = %acme_config.directory_url, "ACME issuance enabled");
+            let (service, _task) =
+                acme::CertificateService::spawn(state.clone(), store, acme_config, shutdown());
+            state.with_certificates(service)
+        }
+        None => state.with_certificates(acme::CertificateService::without_acme(store)),
+    };
     let listener = tokio::net::TcpListener::bind(config.http_addr)
         .await
         .with_context(|| format!("binding {}", config.http_addr))?;

@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
+use crate::cluster::Cluster;
 use crate::fleet::Fleet;
 use crate::secrets::SecretBox;
 
@@ -31,22 +32,42 @@ pub const QUIET_PERIOD: Duration = Duration::from_millis(100);
 pub const MAX_WAIT: Duration = Duration::from_secs(2);
 
 /// The handle handlers use to report changes.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Rollout {
     tx: mpsc::UnboundedSender<Vec<Uuid>>,
+    ctx: Context,
+}
+
+impl std::fmt::Debug for Rollout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rollout").finish_non_exhaustive()
+    }
 }
 
 impl Rollout {
     /// Starts the coordinator task; it ends when every handle is dropped.
     pub fn spawn(store: Arc<dyn Storage>, fleet: Arc<Fleet>, secrets: Arc<SecretBox>) -> Rollout {
+        Rollout::spawn_in(store, fleet, secrets, None)
+    }
+
+    /// Like [`Rollout::spawn`], for a master of `cluster`: the versions
+    /// of every change also go to the cluster log, for the agents whose
+    /// streams other masters hold.
+    pub fn spawn_in(
+        store: Arc<dyn Storage>,
+        fleet: Arc<Fleet>,
+        secrets: Arc<SecretBox>,
+        cluster: Option<Cluster>,
+    ) -> Rollout {
         let (tx, rx) = mpsc::unbounded_channel();
         let ctx = Context {
             store,
             fleet,
             secrets,
+            cluster,
         };
-        tokio::spawn(coordinate(rx, ctx));
-        Rollout { tx }
+        tokio::spawn(coordinate(rx, ctx.clone()));
+        Rollout { tx, ctx }
     }
 
     /// Reports that the configuration of `agents` changed.
@@ -56,6 +77,17 @@ impl Rollout {
             let _ = self.tx.send(agents);
         }
     }
+
+    /// Sends agents connected here the versions another master's change
+    /// gave them (their desired versions are bumped already).
+    pub fn deliver(&self, versions: Vec<(Uuid, i64)>) {
+        let ctx = self.ctx.clone();
+        tokio::spawn(async move {
+            if let Err(e) = deliver(&ctx, versions).await {
+                tracing::error!(error = %e, "delivering another master's change failed; agents converge when they reconnect");
+            }
+        });
+    }
 }
 
 #[derive(Clone)]
@@ -63,6 +95,7 @@ struct Context {
     store: Arc<dyn Storage>,
     fleet: Arc<Fleet>,
     secrets: Arc<SecretBox>,
+    cluster: Option<Cluster>,
 }
 
 async fn coordinate(mut rx: mpsc::UnboundedReceiver<Vec<Uuid>>, ctx: Context) {
@@ -88,6 +121,17 @@ async fn coordinate(mut rx: mpsc::UnboundedReceiver<Vec<Uuid>>, ctx: Context) {
 
 async fn push(ctx: &Context, agents: &[Uuid]) -> Result<(), StorageError> {
     let versions = ctx.store.bump_desired_versions(agents).await?;
+    if let Some(cluster) = &ctx.cluster
+        && let Err(e) = cluster.announce_rollout(&versions).await
+    {
+        // The other masters' agents get the version when they reconnect.
+        tracing::error!(error = %e, "could not tell the other masters about a change");
+    }
+    deliver(ctx, versions).await
+}
+
+/// Sends each agent connected here its configuration at its version.
+async fn deliver(ctx: &Context, versions: Vec<(Uuid, i64)>) -> Result<(), StorageError> {
     // Everything is read before anything is sent, in a few statements: a
     // change that targets thousands of agents must not wait behind the
     // status reports of the agents that already got it.
@@ -191,6 +235,8 @@ struct Snapshot {
     virtual_hosts: Vec<VirtualHost>,
     upstreams: HashMap<Uuid, UpstreamConfig>,
     certificates: HashMap<Uuid, CertificateBundle>,
+    /// Pending ACME HTTP-01 challenges of the workspace.
+    acme_challenges: Vec<nxmesh_core::config::AcmeChallenge>,
 }
 
 impl Snapshot {
@@ -252,10 +298,12 @@ impl Snapshot {
                 },
             );
         }
+        let acme_challenges = store.acme_http_challenges(workspace).await?;
         Ok(Snapshot {
             virtual_hosts,
             upstreams,
             certificates,
+            acme_challenges,
         })
     }
 
@@ -296,13 +344,17 @@ impl Snapshot {
             .iter()
             .filter_map(|id| self.upstreams.get(id).cloned())
             .collect();
+        let acme_challenges = crate::acme::challenges_for(&self.acme_challenges, &virtual_hosts);
         let mut update = ConfigUpdate {
             config_id: String::new(),
             version: 0,
             virtual_hosts,
             upstreams,
+            global_settings: nxmesh_core::config::GlobalSettings {
+                acme_challenges,
+                ..Default::default()
+            },
             certificates,
-            global_settings: Default::default(),
         };
         update.config_id = content_id(&update);
         update

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use nxmesh_core::storage::Storage;
 
+use crate::acme::CertificateService;
 use crate::auth::TokenKeys;
+use crate::cluster::Cluster;
 use crate::events::EventBus;
 use crate::fleet::Fleet;
 use crate::http::limits::{LoginThrottle, RateLimiter};
@@ -58,6 +60,12 @@ pub struct AppState {
     pub rollout: Rollout,
     /// Tunables.
     pub settings: Arc<ApiSettings>,
+    /// Issuance and renewal of certificates, when the store supports it
+    /// (see [`AppState::with_certificates`]).
+    pub certificates: Option<CertificateService>,
+    /// The other masters on the same database, if any (see
+    /// [`AppState::in_cluster`]).
+    pub cluster: Option<Cluster>,
     pub(crate) rate: Arc<RateLimiter>,
     pub(crate) logins: Arc<LoginThrottle>,
 }
@@ -90,6 +98,32 @@ impl AppState {
             rate: Arc::new(RateLimiter::new(settings.rate_limit_per_minute)),
             logins: Arc::new(LoginThrottle::new(settings.login_failures_allowed)),
             settings: Arc::new(settings),
+            certificates: None,
+            cluster: None,
         }
+    }
+
+    /// This state as one master of `cluster`: changes and events reach the
+    /// other masters, theirs reach this one, agent presence is leased.
+    /// Starts the cluster's tasks, so it must be called inside a Tokio
+    /// runtime, before the state is shared.
+    pub fn in_cluster(mut self, cluster: Cluster) -> AppState {
+        self.events = EventBus::clustered(cluster.clone());
+        self.rollout = Rollout::spawn_in(
+            self.store.clone(),
+            self.fleet.clone(),
+            self.secrets.clone(),
+            Some(cluster.clone()),
+        );
+        cluster.spawn(self.store.clone(), self.events.clone(), self.rollout.clone());
+        self.cluster = Some(cluster);
+        self
+    }
+
+    /// This state with a certificate service: forced renewals, and ACME
+    /// issuance when the service was started with a directory.
+    pub fn with_certificates(mut self, service: CertificateService) -> AppState {
+        self.certificates = Some(service);
+        self
     }
 }

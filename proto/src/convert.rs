@@ -920,10 +920,12 @@ impl From<pb::GlobalSettings> for config::GlobalSettings {
         let pb::GlobalSettings {
             nginx_directives,
             env_vars,
+            acme_challenges,
         } = v;
         config::GlobalSettings {
             nginx_directives: btree(nginx_directives),
             env_vars: btree(env_vars),
+            acme_challenges: acme_challenges.into_iter().map(Into::into).collect(),
         }
     }
 }
@@ -933,10 +935,42 @@ impl From<config::GlobalSettings> for pb::GlobalSettings {
         let config::GlobalSettings {
             nginx_directives,
             env_vars,
+            acme_challenges,
         } = v;
         pb::GlobalSettings {
             nginx_directives: hash(nginx_directives),
             env_vars: hash(env_vars),
+            acme_challenges: acme_challenges.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+impl From<pb::AcmeChallenge> for config::AcmeChallenge {
+    fn from(v: pb::AcmeChallenge) -> Self {
+        let pb::AcmeChallenge {
+            domain,
+            token,
+            key_authorization,
+        } = v;
+        config::AcmeChallenge {
+            domain,
+            token,
+            key_authorization,
+        }
+    }
+}
+
+impl From<config::AcmeChallenge> for pb::AcmeChallenge {
+    fn from(v: config::AcmeChallenge) -> Self {
+        let config::AcmeChallenge {
+            domain,
+            token,
+            key_authorization,
+        } = v;
+        pb::AcmeChallenge {
+            domain,
+            token,
+            key_authorization,
         }
     }
 }

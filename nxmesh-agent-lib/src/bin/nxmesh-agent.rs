@@ -15,12 +15,19 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
+use nxmesh_agent_lib::accesslog::{AccessLogConfig, AccessLogShipper};
+use nxmesh_agent_lib::drift::{DriftConfig, DriftDetector, DriftHealth, DriftPolicy};
 use nxmesh_agent_lib::health::RuntimeHealth;
 use nxmesh_agent_lib::nginx::NginxMode;
+use nxmesh_agent_lib::telemetry::{AgentTelemetry, EventQueue};
+use nxmesh_agent_lib::upstream_health::{UpstreamHealth, UpstreamHealthConfig};
 use nxmesh_agent_lib::{
-    AgentConfig, AgentIdentity, CancellationToken, Handlers, NginxRuntime, RuntimeConfig,
+    AgentConfig, AgentIdentity, CancellationToken, ConfigApplier as _, Handlers, NginxRuntime,
+    RuntimeConfig,
 };
+use nxmesh_core::config::{ConfigApplyStatus, ConfigUpdate};
 use nxmesh_core::model::{DeploymentMode, Labels};
+use nxmesh_core::validate::Validate as _;
 use tracing_subscriber::EnvFilter;
 
 /// How the agent runs beside nginx.
@@ -46,9 +53,24 @@ struct Args {
         long = "master",
         env = "NXMESH_MASTER",
         value_delimiter = ',',
-        required = true
+        required_unless_present = "config_file"
     )]
     masters: Vec<String>,
+    /// A local model file (a configuration update as JSON: `config_id`,
+    /// `version`, `virtual_hosts`, `upstreams`, `certificates`) to serve
+    /// without a master: applied at start when its version is newer than
+    /// the applied one; then the agent keeps nginx supervised and its
+    /// upstreams health-checked until stopped. No master is dialed.
+    #[arg(long, env = "NXMESH_CONFIG_FILE", conflicts_with = "masters")]
+    config_file: Option<PathBuf>,
+    /// With --config-file: apply it and exit (0 when nginx serves it, or
+    /// already did); nginx keeps running.
+    #[arg(long, requires = "config_file")]
+    once: bool,
+    /// The least time between two reloads caused by the active upstream
+    /// health checks, in seconds.
+    #[arg(long, env = "NXMESH_HEALTH_RELOAD_INTERVAL", default_value_t = 5)]
+    health_reload_interval: u64,
     /// PEM file of the CA that signed the master's certificate.
     #[arg(long, env = "NXMESH_CA_FILE")]
     ca_file: Option<PathBuf>,
@@ -96,6 +118,22 @@ struct Args {
     /// Labels reported to the master, `key=value`, comma-separated.
     #[arg(long, env = "NXMESH_LABELS", value_delimiter = ',')]
     labels: Vec<String>,
+    /// Ship nginx's JSON access log to the master and derive traffic
+    /// metrics from it (`true` or `false`).
+    #[arg(long, env = "NXMESH_SHIP_ACCESS_LOGS", default_value_t = true, action = clap::ArgAction::Set)]
+    ship_access_logs: bool,
+    /// Seconds between two traffic-metrics batches.
+    #[arg(long, env = "NXMESH_METRICS_INTERVAL", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    metrics_interval: u64,
+    /// Seconds between two checksums of the live configuration (drift
+    /// detection); 0 turns drift detection off.
+    #[arg(long, env = "NXMESH_DRIFT_INTERVAL", default_value_t = 30)]
+    drift_interval: u64,
+    /// What to do about an out-of-band edit of the live configuration:
+    /// `revert` restores the last applied tree (`nginx -t`, then reload),
+    /// `report` only reports it.
+    #[arg(long, env = "NXMESH_DRIFT_POLICY", default_value = "revert")]
+    drift_policy: DriftPolicy,
 }
 
 impl Args {
@@ -116,6 +154,7 @@ impl Args {
             ("--data-dir", Some(&self.data_dir)),
             ("--prefix", Some(&self.prefix)),
             ("--pid-file", self.pid_file.as_ref()),
+            ("--config-file", self.config_file.as_ref()),
         ] {
             if let Some(p) = p
                 && !p.is_absolute()
@@ -171,7 +210,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     agent
         .registration_token
         .clone_from(&args.registration_token);
-    agent.validate().context("invalid agent configuration")?;
+    let local = match &args.config_file {
+        Some(path) => Some(read_model(path)?),
+        None => {
+            agent.validate().context("invalid agent configuration")?;
+            None
+        }
+    };
 
     let mut rc = RuntimeConfig::new(
         args.nginx_binary.clone(),
@@ -197,6 +242,26 @@ async fn run(args: Args) -> anyhow::Result<()> {
         tracing::info!(pid = m.pid, "nginx running");
     }
 
+    if let Some(update) = local.clone() {
+        let version = update.version;
+        let out = runtime.apply(update).await;
+        match out.status {
+            ConfigApplyStatus::Success => {
+                tracing::info!(version, checksum = ?out.checksum, "local configuration served");
+            }
+            status => {
+                let why = out.error_message.unwrap_or_default();
+                if args.once {
+                    anyhow::bail!("the local configuration was not applied ({status:?}): {why}");
+                }
+                tracing::error!(?status, error = %why, "the local configuration was not applied");
+            }
+        }
+        if args.once {
+            return Ok(());
+        }
+    }
+
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
     let supervisor = {
@@ -204,18 +269,82 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let shutdown = shutdown.clone();
         tokio::spawn(async move { runtime.supervise(Duration::from_secs(5), shutdown).await })
     };
-    let handlers = Handlers {
-        applier: Arc::new(runtime.clone()),
-        commands: Arc::new(runtime.clone()),
-        health: Arc::new(RuntimeHealth::new(runtime.clone())),
-        telemetry: None,
+    let upstreams = UpstreamHealth::new(
+        runtime.clone(),
+        UpstreamHealthConfig {
+            min_reload_interval: Duration::from_secs(args.health_reload_interval),
+            ..UpstreamHealthConfig::default()
+        },
+    );
+    let checker = {
+        let upstreams = upstreams.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { upstreams.run(shutdown).await })
     };
-    let result = nxmesh_agent_lib::run(agent, handlers, shutdown.clone()).await;
+    let events = EventQueue::new(256);
+    let drift = DriftDetector::new(
+        runtime.clone(),
+        DriftConfig {
+            interval: Duration::from_secs(args.drift_interval.max(1)),
+            policy: args.drift_policy,
+            snapshot_dir: args.data_dir.join("drift"),
+        },
+        events.clone(),
+    );
+    let drift_task = (args.drift_interval > 0).then(|| {
+        let drift = drift.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { drift.run(shutdown).await })
+    });
+    let result = if local.is_some() {
+        // No master: serve the local configuration until stopped.
+        shutdown.cancelled().await;
+        Ok(())
+    } else {
+        let access_logs = args.ship_access_logs.then(|| {
+            let mut c = AccessLogConfig::new(
+                PathBuf::from(&runtime.config().layout.access_log),
+                args.data_dir.join("access-log.checkpoint.json"),
+            );
+            c.metrics_interval = Duration::from_secs(args.metrics_interval);
+            c.status_port = Some(runtime.config().status_port);
+            AccessLogShipper::start(c, shutdown.clone())
+        });
+        let handlers = Handlers {
+            applier: Arc::new(runtime.clone()),
+            commands: Arc::new(runtime.clone()),
+            health: Arc::new(DriftHealth::new(
+                RuntimeHealth::new(runtime.clone()).with_upstream_health(upstreams),
+                drift,
+            )),
+            telemetry: Some(Arc::new(AgentTelemetry::new(
+                events,
+                access_logs,
+                shutdown.clone(),
+            ))),
+        };
+        nxmesh_agent_lib::run(agent, handlers, shutdown.clone()).await
+    };
     shutdown.cancel();
     let _ = supervisor.await;
+    let _ = checker.await;
+    if let Some(t) = drift_task {
+        let _ = t.await;
+    }
     result.context("the agent stopped")?;
     tracing::info!("stopped; nginx keeps serving the last applied configuration");
     Ok(())
+}
+
+/// Reads and validates a local model file (JSON).
+fn read_model(path: &std::path::Path) -> anyhow::Result<ConfigUpdate> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let update: ConfigUpdate = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not a valid configuration", path.display()))?;
+    update
+        .validate()
+        .map_err(|e| anyhow::anyhow!("{} is not a valid configuration: {e}", path.display()))?;
+    Ok(update)
 }
 
 /// Cancels `shutdown` on SIGINT or SIGTERM.

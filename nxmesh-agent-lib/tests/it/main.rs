@@ -2,11 +2,17 @@
 //! scripted fake master on loopback, and the nginx runtime against a real
 //! nginx in a temporary prefix.
 
+mod access_log;
 mod binary;
 mod commands;
 mod config_updates;
+mod drift;
+mod crash;
+mod deploy;
 mod nginx_runtime;
 mod nginx_support;
 mod registration;
 mod support;
 mod tls;
+mod upstream_health;
+mod validate_config;

@@ -47,7 +47,7 @@ use std::fmt::Write as _;
 
 use sha2::{Digest, Sha256};
 
-use crate::config::{ConfigUpdate, UpstreamConfig, VirtualHostConfig};
+use crate::config::{AcmeChallenge, ConfigUpdate, UpstreamConfig, VirtualHostConfig};
 use crate::error::{FieldErrorCode as Code, ValidationErrors};
 use crate::model::{Header, LoadBalanceAlgorithm, Location};
 use crate::parser::table::{self, DirectiveTable};
@@ -349,7 +349,12 @@ fn build<'a>(
         });
     }
 
-    let main = g.main_conf(http_custom, &ports, includes);
+    let main = g.main_conf(
+        http_custom,
+        &update.global_settings.acme_challenges,
+        &ports,
+        includes,
+    );
     emit(PlannedFile {
         path: "nginx.conf".to_owned(),
         content: PlannedContent::Config(main),
@@ -538,6 +543,7 @@ impl<'o> Gen<'o> {
     fn main_conf<'a>(
         &mut self,
         custom: &'a BTreeMap<String, String>,
+        acme: &'a [AcmeChallenge],
         ports: &BTreeMap<u16, Port>,
         includes: Vec<Stmt<'a>>,
     ) -> Vec<Stmt<'a>> {
@@ -637,6 +643,9 @@ impl<'o> Gen<'o> {
                     vec![Stmt::simple("return", vec![c("421")])],
                 ));
             } else {
+                // ACME HTTP-01 validation requests may name a host no
+                // virtual host serves yet; the catch-all answers them.
+                body.extend(self.acme_locations(acme, &|_| true));
                 body.push(Stmt::block(
                     "location",
                     vec![c("/")],
@@ -665,6 +674,43 @@ impl<'o> Gen<'o> {
             ),
             Stmt::block("http", vec![], http),
         ]
+    }
+
+    /// `location = /.well-known/acme-challenge/<token>` answering the key
+    /// authorization, for each challenge `served` selects.
+    fn acme_locations<'a>(
+        &mut self,
+        challenges: &'a [AcmeChallenge],
+        served: &dyn Fn(&AcmeChallenge) -> bool,
+    ) -> Vec<Stmt<'a>> {
+        let mut out = Vec::new();
+        for (k, ch) in challenges.iter().enumerate() {
+            if !served(ch) {
+                continue;
+            }
+            let f = |suffix: &str| format!("global_settings.acme_challenges[{k}].{suffix}");
+            let path = self.arg(&|| f("token"), &ch.token, Dollar::Literal);
+            let answer = self.arg(
+                &|| f("key_authorization"),
+                &ch.key_authorization,
+                Dollar::Refused,
+            );
+            out.push(Stmt::block(
+                "location",
+                vec![
+                    c("="),
+                    Cow::Owned(format!(
+                        "{}{path}",
+                        crate::config::ACME_CHALLENGE_PREFIX
+                    )),
+                ],
+                vec![
+                    Stmt::simple("default_type", vec![c("text/plain")]),
+                    Stmt::simple("return", vec![c("200"), answer]),
+                ],
+            ));
+        }
+        out
     }
 
     fn upstream<'a>(&mut self, i: usize, u: &'a UpstreamConfig) -> Stmt<'a> {
@@ -795,6 +841,14 @@ impl<'o> Gen<'o> {
             Some(v) => Some(v.as_str()),
             None => http_custom.get("proxy_set_header").map(String::as_str),
         };
+        if !s.ssl_enabled {
+            let served = |ch: &AcmeChallenge| {
+                s.server_name
+                    .split([' ', '\t'])
+                    .any(|n| !n.is_empty() && ch.is_served_by(n))
+            };
+            body.extend(self.acme_locations(&update.global_settings.acme_challenges, &served));
+        }
         for (j, l) in s.locations.iter().enumerate() {
             let loc = self.location(i, j, l, &server_headers, inherited_psh);
             body.push(loc);

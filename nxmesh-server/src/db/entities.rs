@@ -463,3 +463,103 @@ pub mod agent_config {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// One ACME account per workspace and directory; its credentials (account
+/// URL and private key) are sealed.
+pub mod acme_account {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "acme_accounts")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub workspace_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub directory_url: String,
+        pub account_url: String,
+        pub encrypted_credentials: Vec<u8>,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {
+        #[sea_orm(
+            belongs_to = "super::workspace::Entity",
+            from = "Column::WorkspaceId",
+            to = "super::workspace::Column::Id",
+            on_delete = "Cascade"
+        )]
+        Workspace,
+    }
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Issuance and renewal state of one ACME certificate: when the next
+/// attempt is due, the failures so far, the order in progress, and the
+/// lease of the master running it.
+pub mod acme_renewal {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "acme_renewals")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub certificate_id: Uuid,
+        #[sea_orm(indexed)]
+        pub next_attempt_at: DateTimeUtc,
+        pub failures: i32,
+        pub last_error: Option<String>,
+        pub forced: bool,
+        pub order_url: Option<String>,
+        pub lease_owner: Option<String>,
+        pub lease_until: Option<DateTimeUtc>,
+        pub updated_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {
+        #[sea_orm(
+            belongs_to = "super::certificate::Entity",
+            from = "Column::CertificateId",
+            to = "super::certificate::Column::Id",
+            on_delete = "Cascade"
+        )]
+        Certificate,
+    }
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// HTTP-01 challenges the agents of a workspace answer while an order is
+/// validated.
+pub mod acme_challenge {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "acme_challenges")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub token: String,
+        #[sea_orm(indexed)]
+        pub certificate_id: Uuid,
+        #[sea_orm(indexed)]
+        pub workspace_id: Uuid,
+        pub domain: String,
+        pub key_authorization: String,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {
+        #[sea_orm(
+            belongs_to = "super::certificate::Entity",
+            from = "Column::CertificateId",
+            to = "super::certificate::Column::Id",
+            on_delete = "Cascade"
+        )]
+        Certificate,
+    }
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

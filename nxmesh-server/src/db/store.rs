@@ -25,7 +25,7 @@ use sea_orm::sea_query::Expr;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectOptions, ConnectionTrait,
-    Database, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    Database, DatabaseConnection, DbBackend, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect, SqlErr, Statement, TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
@@ -66,8 +66,26 @@ impl SeaStore {
             opts.max_connections(8);
         }
         let db = Database::connect(opts).await.map_err(unavailable)?;
-        Migrator::up(&db, None).await.map_err(backend)?;
+        if db.get_database_backend() == DbBackend::Postgres {
+            // Several masters may start at once on one database: the first
+            // migrates while the others wait for its transaction (DDL is
+            // transactional in PostgreSQL), then find nothing left to do.
+            let txn = db.begin().await.map_err(backend)?;
+            txn.execute_unprepared("SELECT pg_advisory_xact_lock(7448775400152829952)")
+                .await
+                .map_err(backend)?;
+            Migrator::up(&txn, None).await.map_err(backend)?;
+            txn.commit().await.map_err(backend)?;
+        } else {
+            Migrator::up(&db, None).await.map_err(backend)?;
+        }
         Ok(SeaStore { db })
+    }
+
+    /// Membership in the masters sharing this database, when it is
+    /// PostgreSQL (see [`crate::cluster`]); `lease` as there.
+    pub fn cluster(&self, lease: Duration) -> Option<crate::cluster::Cluster> {
+        crate::cluster::Cluster::new(self.db.clone(), lease)
     }
 
     /// Whether the database answers.
@@ -1034,6 +1052,13 @@ impl CertificateStore for SeaStore {
             .await
             .map_err(backend)?;
         Ok(m.and_then(|m| Some((m.certificate_pem?, m.encrypted_key?))))
+    }
+
+    async fn acme_http_challenges(
+        &self,
+        workspace_id: Uuid,
+    ) -> StorageResult<Vec<nxmesh_core::config::AcmeChallenge>> {
+        super::acme::http_challenges(&self.db, workspace_id).await
     }
 
     async fn delete_certificate(&self, id: Uuid) -> StorageResult<()> {

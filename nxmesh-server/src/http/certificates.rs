@@ -1,7 +1,9 @@
 //! Certificates: `/workspaces/{id}/certificates` and `/certificates/{id}`.
-//! `letsencrypt` requests start `pending` (ACME issuance runs elsewhere),
-//! `self_signed` are issued at once, `custom` uploads are checked. Private
-//! keys are sealed before they are stored and never returned.
+//! `letsencrypt` requests start `pending` and are queued for the master's
+//! ACME client (`crate::acme`), `self_signed` are issued at once, `custom`
+//! uploads are checked. `POST /certificates/{id}/renew` (beyond the
+//! specification) forces a renewal. Private keys are sealed before they
+//! are stored and never returned.
 
 use axum::Json;
 use axum::extract::State;
@@ -28,6 +30,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list, create))
         .routes(routes!(read, remove))
+        .routes(routes!(renew))
 }
 
 /// The certificates of a workspace, without private keys (viewer).
@@ -134,6 +137,15 @@ async fn create(
         },
     };
     let cert = state.store.create_certificate(&new).await?;
+    if cert.provider == CertificateProvider::Letsencrypt
+        && let Some(service) = &state.certificates
+    {
+        // Committed already: if queuing fails, the scheduler still finds
+        // a pending ACME certificate on its next scan.
+        if let Err(e) = service.request(cert.id).await {
+            tracing::warn!(certificate = %cert.id, error = %e, "cannot queue the ACME order");
+        }
+    }
     state
         .audit(
             &auth,
@@ -190,4 +202,90 @@ async fn remove(State(state): State<AppState>, auth: Auth, Id(id): Id) -> ApiRes
         .audit(&auth, ws.organization_id, "certificate.delete", Some(id))
         .await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Renew a certificate now (editor; beyond the specification).
+///
+/// An ACME certificate is queued for renewal at once (202; the certificate
+/// moves to `active` with new material, or `failed` with the CA's reason,
+/// and the events `certificate.renewed` or `certificate.failed` follow). A
+/// self-signed certificate is issued again at once (200). An uploaded
+/// certificate is renewed by uploading a new one (409). Agents that serve
+/// the certificate receive the new one without a failed request: nginx
+/// reloads gracefully.
+#[utoipa::path(
+    post,
+    path = "/certificates/{certificate_id}/renew",
+    tag = "certificates",
+    operation_id = "renew_certificate",
+    security(("bearer" = [])),
+    params(("certificate_id" = Uuid, Path, description = "The certificate's id.")),
+    responses(
+        (status = 200, description = "Renewed (self-signed).", body = Certificate),
+        (status = 202, description = "Renewal queued (ACME).", body = Certificate),
+        (status = 401, description = "Authentication required.", body = ErrorBody),
+        (status = 403, description = "The caller's role is too low.", body = ErrorBody),
+        (status = 404, description = "No such certificate, or the caller is not a member of its organization.", body = ErrorBody),
+        (status = 409, description = "An uploaded certificate, or a master without ACME.", body = ErrorBody),
+    )
+)]
+async fn renew(
+    State(state): State<AppState>,
+    auth: Auth,
+    Id(id): Id,
+) -> ApiResult<(StatusCode, Json<Certificate>)> {
+    let (cert, ws) = state.certificate(&auth, id, EDIT).await?;
+    let Some(service) = state.certificates.clone() else {
+        return Err(ApiError::conflict(
+            "this master has no certificate service to renew with",
+        ));
+    };
+    let status = match cert.provider {
+        CertificateProvider::Custom => {
+            return Err(ApiError::conflict(
+                "an uploaded certificate is renewed by uploading a new one",
+            ));
+        }
+        CertificateProvider::Letsencrypt => {
+            service.force_renewal(id).await.map_err(|e| match e {
+                crate::acme::RenewError::Storage(e) => ApiError::from(e),
+                e @ crate::acme::RenewError::AcmeDisabled => ApiError::conflict(e.to_string()),
+            })?;
+            StatusCode::ACCEPTED
+        }
+        CertificateProvider::SelfSigned => {
+            let name = if cert.is_wildcard {
+                format!("*.{}", cert.domain)
+            } else {
+                cert.domain.clone()
+            };
+            let c = tokio::task::spawn_blocking(move || certs::self_signed(&name, SELF_SIGNED_DAYS))
+                .await
+                .map_err(ApiError::internal)?
+                .map_err(ApiError::internal)?;
+            let material = crate::acme::store::NewMaterial {
+                sealed_key: state.secrets.seal(c.private_key_pem.as_bytes())?,
+                certificate_pem: c.certificate_pem,
+                issued_at: c.issued_at,
+                expires_at: c.expires_at,
+            };
+            service.store().store_material(id, &material).await?;
+            let workspace = cert.workspace_id;
+            state
+                .roll_out("certificate.renew", move |store| async move {
+                    crate::rollout::targeted_by_reference(store.as_ref(), workspace, id).await
+                })
+                .await;
+            StatusCode::OK
+        }
+    };
+    state
+        .audit(&auth, ws.organization_id, "certificate.renew", Some(id))
+        .await;
+    let cert = state
+        .store
+        .get_certificate(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("certificate"))?;
+    Ok((status, Json(cert)))
 }

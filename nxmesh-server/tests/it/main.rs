@@ -6,6 +6,7 @@
 mod access;
 mod agents;
 mod api;
+mod cluster;
 mod conformance;
 mod durability;
 mod openapi;

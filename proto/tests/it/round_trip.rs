@@ -154,6 +154,11 @@ fn config_update() -> ConfigUpdate {
         global_settings: GlobalSettings {
             nginx_directives: map(&[("keepalive_timeout", "65")]),
             env_vars: map(&[("TZ", "UTC")]),
+            acme_challenges: vec![nxmesh_core::config::AcmeChallenge {
+                domain: "app.example.com".into(),
+                token: "tok-EN_1".into(),
+                key_authorization: "tok-EN_1.thumb-print_2".into(),
+            }],
         },
     }
 }

@@ -1,0 +1,222 @@
+//! Drift detection against a real nginx: a live file edited by hand (and
+//! nginx reloaded on it, as an operator would) is reported on the stream
+//! and in the health report; under `revert` the file comes back byte for
+//! byte and nginx serves the applied configuration again, under `report`
+//! the edit stays.
+
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use nxmesh_agent_lib::drift::{
+    CheckOutcome, DriftConfig, DriftDetector, DriftHealth, DriftPolicy, EVENT_DETECTED,
+    EVENT_REVERTED,
+};
+use nxmesh_agent_lib::telemetry::{AgentTelemetry, EventQueue};
+use nxmesh_agent_lib::{
+    CancellationToken, ConfigApplier, HealthSource, NginxRuntime, Telemetry, TelemetrySource,
+};
+use nxmesh_core::config::ConfigApplyStatus;
+use nxmesh_core::event::AlertSeverity;
+use nxmesh_core::protocol::{AgentEvent, HealthReport};
+
+use crate::nginx_support::{Env, http_get, read_tree, update};
+
+/// The health report before drift alerts are added.
+struct NoAlerts;
+
+#[async_trait]
+impl HealthSource for NoAlerts {
+    async fn health(&self) -> HealthReport {
+        HealthReport::default()
+    }
+}
+
+struct Setup {
+    env: Env,
+    _snapshots: tempfile::TempDir,
+    rt: NginxRuntime,
+    detector: DriftDetector,
+    telemetry: AgentTelemetry,
+    /// The virtual host's file, relative to the tree.
+    vhost_file: String,
+}
+
+async fn setup(policy: DriftPolicy) -> Option<Setup> {
+    let env = Env::new()?;
+    let rt = NginxRuntime::open(env.config.clone()).await.unwrap();
+    rt.ensure_started().await.unwrap();
+    let out = rt.apply(update(1, env.port, "applied")).await;
+    assert_eq!(out.status, ConfigApplyStatus::Success, "{out:?}");
+    assert_eq!(
+        http_get(env.port, "app.test"),
+        Some((200, "applied".to_owned()))
+    );
+    let snapshots = tempfile::tempdir().unwrap();
+    let events = EventQueue::new(16);
+    let detector = DriftDetector::new(
+        rt.clone(),
+        DriftConfig {
+            interval: Duration::from_secs(3600),
+            policy,
+            snapshot_dir: snapshots.path().join("drift"),
+        },
+        events.clone(),
+    );
+    let telemetry = AgentTelemetry::new(events, None, CancellationToken::new());
+    let vhost_file = read_tree(&rt.store().live())
+        .into_keys()
+        .find(|p| p.contains("servers/"))
+        .unwrap();
+    Some(Setup {
+        env,
+        _snapshots: snapshots,
+        rt,
+        detector,
+        telemetry,
+        vhost_file,
+    })
+}
+
+/// The events queued for the stream so far.
+async fn events(t: &AgentTelemetry) -> Vec<AgentEvent> {
+    let mut out = Vec::new();
+    while let Ok(Some(Telemetry::Event(e))) =
+        tokio::time::timeout(Duration::from_millis(100), t.next()).await
+    {
+        out.push(e);
+    }
+    out
+}
+
+/// Edits the live virtual-host file by hand (so that it answers `edited`),
+/// adds a stray file, and reloads nginx on it.
+async fn edit_by_hand(s: &Setup) -> Vec<u8> {
+    let live = s.rt.store().live();
+    let path = live.join(&s.vhost_file);
+    let before = std::fs::read(&path).unwrap();
+    let text = String::from_utf8(before.clone()).unwrap();
+    assert!(text.contains("applied"), "{text}");
+    std::fs::write(&path, text.replace("applied", "edited")).unwrap();
+    std::fs::write(live.join("conf.d/stray.conf"), "# not the agent's\n").unwrap();
+    s.rt.nginx().reload().await.unwrap();
+    assert_eq!(
+        http_get(s.env.port, "app.test"),
+        Some((200, "edited".to_owned()))
+    );
+    before
+}
+
+fn assert_detected(e: &AgentEvent, s: &Setup, policy: &str) {
+    assert_eq!(e.event_type, EVENT_DETECTED);
+    assert_eq!(e.data["modified"], s.vhost_file);
+    assert_eq!(e.data["added"], "conf.d/stray.conf");
+    assert_eq!(e.data["removed"], "");
+    assert_eq!(e.data["policy"], policy);
+    assert_eq!(
+        e.data["expected_checksum"],
+        s.rt.last_known_good().unwrap().checksum
+    );
+}
+
+#[tokio::test]
+async fn a_hand_edit_is_reported_and_reverted_under_revert() {
+    let Some(s) = setup(DriftPolicy::Revert).await else {
+        return;
+    };
+    let health = DriftHealth::new(NoAlerts, s.detector.clone());
+    assert_eq!(s.detector.check().await.unwrap(), CheckOutcome::Clean);
+    let good = read_tree(&s.rt.store().live());
+    let master = s.env.master_pid();
+
+    let before = edit_by_hand(&s).await;
+    let outcome = s.detector.check().await.unwrap();
+    let CheckOutcome::Reverted(drift) = outcome else {
+        panic!("{outcome:?}");
+    };
+    assert_eq!(drift.modified, [s.vhost_file.clone()]);
+    assert_eq!(drift.added, ["conf.d/stray.conf"]);
+
+    // Byte for byte the applied tree again, and nginx serves it.
+    let live = s.rt.store().live();
+    assert_eq!(std::fs::read(live.join(&s.vhost_file)).unwrap(), before);
+    assert_eq!(read_tree(&live), good);
+    assert_eq!(
+        s.rt.store().live_checksum(),
+        Some(s.rt.last_known_good().unwrap().checksum)
+    );
+    assert_eq!(
+        http_get(s.env.port, "app.test"),
+        Some((200, "applied".to_owned()))
+    );
+    assert_eq!(s.env.master_pid(), master, "reverted with a reload");
+    // No staging leftovers.
+    let trees: Vec<_> = std::fs::read_dir(s.rt.store().root().join("trees"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(trees.len(), 1, "{trees:?}");
+
+    let ev = events(&s.telemetry).await;
+    assert_eq!(ev.len(), 2, "{ev:?}");
+    assert_detected(&ev[0], &s, "revert");
+    assert_eq!(ev[1].event_type, EVENT_REVERTED);
+    let alerts = health.health().await.alerts;
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0].id, "config_drift_reverted");
+    assert_eq!(alerts[0].severity, AlertSeverity::Info);
+
+    assert_eq!(s.detector.check().await.unwrap(), CheckOutcome::Clean);
+    assert!(events(&s.telemetry).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_hand_edit_is_kept_but_reported_under_report() {
+    let Some(s) = setup(DriftPolicy::Report).await else {
+        return;
+    };
+    let health = DriftHealth::new(NoAlerts, s.detector.clone());
+    assert_eq!(s.detector.check().await.unwrap(), CheckOutcome::Clean);
+    assert!(health.health().await.alerts.is_empty());
+
+    edit_by_hand(&s).await;
+    let edited = read_tree(&s.rt.store().live());
+    let outcome = s.detector.check().await.unwrap();
+    assert!(
+        matches!(&outcome, CheckOutcome::Reported(d) if d.modified == [s.vhost_file.clone()]),
+        "{outcome:?}"
+    );
+    assert_eq!(read_tree(&s.rt.store().live()), edited, "the edit stays");
+    assert_eq!(
+        http_get(s.env.port, "app.test"),
+        Some((200, "edited".to_owned()))
+    );
+
+    let ev = events(&s.telemetry).await;
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_detected(&ev[0], &s, "report");
+    let alerts = health.health().await.alerts;
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0].id, "config_drift");
+    assert_eq!(alerts[0].severity, AlertSeverity::Warning);
+    assert!(
+        alerts[0].message.contains(&s.vhost_file),
+        "{}",
+        alerts[0].message
+    );
+
+    // Still drifted: still reported in health, but the event is not repeated.
+    assert!(matches!(
+        s.detector.check().await.unwrap(),
+        CheckOutcome::Reported(_)
+    ));
+    assert!(events(&s.telemetry).await.is_empty());
+    assert_eq!(health.health().await.alerts.len(), 1);
+
+    // A new apply replaces the drifted tree; the drift is gone.
+    let out = s.rt.apply(update(2, s.env.port, "second")).await;
+    assert_eq!(out.status, ConfigApplyStatus::Success, "{out:?}");
+    assert_eq!(s.detector.check().await.unwrap(), CheckOutcome::Clean);
+    assert!(health.health().await.alerts.is_empty());
+    assert!(!Path::new(&s.rt.store().live().join("conf.d/stray.conf")).exists());
+}
