@@ -166,7 +166,6 @@ macro_rules! dual {
         $sync:ident as $sname:literal, $asy:ident as $aname:literal {
             $($field:ident : $fty:ty),* $(,)?
         }
-        #[$pymethods:ident]
         methods { $($methods:tt)* }
     ) => {
         $(#[doc = $doc])+
@@ -193,14 +192,15 @@ macro_rules! dual {
             const MODE: Mode = Mode::Asyncio;
         }
 
-        // `#[pymethods]` comes from the caller so that the names pyo3
-        // generates share the methods' hygiene (keyword arguments).
-        #[$pymethods]
+        // Methods taking `**fields` cannot be written here: the names pyo3
+        // generates for them would not share the methods' macro hygiene.
+        // `body_method!` writes those whole.
+        #[pymethods]
         impl $sync {
             $($methods)*
         }
 
-        #[$pymethods]
+        #[pymethods]
         impl $asy {
             $($methods)*
         }
@@ -224,57 +224,57 @@ macro_rules! common_verbs {
     ([$($ty:ident),+], $py_ty:ty, |$s:ident| $api:expr) => {$(
         #[pymethods]
         impl $ty {
-        /// The object with this id (`NotFound` when there is none).
-        fn get<'py>(&self, py: Python<'py>, id: Id) -> PyResult<Bound<'py, PyAny>> {
-            let $s = self;
-            let api = $api;
-            self.ctx.run::<_, $py_ty>(py, async move { api.get(id.0).await })
-        }
+            /// The object with this id (`NotFound` when there is none).
+            fn get<'py>(&self, py: Python<'py>, id: Id) -> PyResult<Bound<'py, PyAny>> {
+                let $s = self;
+                let api = $api;
+                self.ctx.run::<_, $py_ty>(py, async move { api.get(id.0).await })
+            }
 
-        /// The object with this id, or `None`.
-        fn get_opt<'py>(&self, py: Python<'py>, id: Id) -> PyResult<Bound<'py, PyAny>> {
-            let $s = self;
-            let api = $api;
-            self.ctx
-                .run::<_, OptOut<$py_ty>>(py, async move { api.get_opt(id.0).await })
-        }
+            /// The object with this id, or `None`.
+            fn get_opt<'py>(&self, py: Python<'py>, id: Id) -> PyResult<Bound<'py, PyAny>> {
+                let $s = self;
+                let api = $api;
+                self.ctx
+                    .run::<_, OptOut<$py_ty>>(py, async move { api.get_opt(id.0).await })
+            }
 
-        /// One page of the collection.
-        #[pyo3(signature = (*, page = None, per_page = None))]
-        fn list<'py>(
-            &self,
-            py: Python<'py>,
-            page: Option<u32>,
-            per_page: Option<u32>,
-        ) -> PyResult<Bound<'py, PyAny>> {
-            let $s = self;
-            let api = $api;
-            let params = list_params(page, per_page);
-            self.ctx.page(py, async move { api.list(&params).await })
-        }
+            /// One page of the collection.
+            #[pyo3(signature = (*, page = None, per_page = None))]
+            fn list<'py>(
+                &self,
+                py: Python<'py>,
+                page: Option<u32>,
+                per_page: Option<u32>,
+            ) -> PyResult<Bound<'py, PyAny>> {
+                let $s = self;
+                let api = $api;
+                let params = list_params(page, per_page);
+                self.ctx.page(py, async move { api.list(&params).await })
+            }
 
-        /// Every object of the collection, page after page, as an iterator.
-        #[pyo3(signature = (*, page = None, per_page = None))]
-        fn list_all<'py>(
-            &self,
-            py: Python<'py>,
-            page: Option<u32>,
-            per_page: Option<u32>,
-        ) -> PyResult<Bound<'py, PyAny>> {
-            let $s = self;
-            let api = $api;
-            let stream = api.list_all(&list_params(page, per_page));
-            self.ctx
-                .mode
-                .iter(py, item_stream::<_, $py_ty>(stream), None)
-        }
+            /// Every object of the collection, page after page, as an iterator.
+            #[pyo3(signature = (*, page = None, per_page = None))]
+            fn list_all<'py>(
+                &self,
+                py: Python<'py>,
+                page: Option<u32>,
+                per_page: Option<u32>,
+            ) -> PyResult<Bound<'py, PyAny>> {
+                let $s = self;
+                let api = $api;
+                let stream = api.list_all(&list_params(page, per_page));
+                self.ctx
+                    .mode
+                    .iter(py, item_stream::<_, $py_ty>(stream), None)
+            }
 
-        /// Deletes the object with this id.
-        fn delete<'py>(&self, py: Python<'py>, id: Id) -> PyResult<Bound<'py, PyAny>> {
-            let $s = self;
-            let api = $api;
-            self.ctx.run::<_, NoneOut>(py, async move { api.delete(id.0).await })
-        }
+            /// Deletes the object with this id.
+            fn delete<'py>(&self, py: Python<'py>, id: Id) -> PyResult<Bound<'py, PyAny>> {
+                let $s = self;
+                let api = $api;
+                self.ctx.run::<_, NoneOut>(py, async move { api.delete(id.0).await })
+            }
         }
     )+};
 }
@@ -284,20 +284,20 @@ macro_rules! create_verb {
     ([$($ty:ident),+], $py_ty:ty, $req:ty, $what:literal, |$s:ident| $api:expr) => {$(
         #[pymethods]
         impl $ty {
-        /// Creates an object from a mapping and/or keyword arguments.
-        #[pyo3(signature = (request = None, /, **fields))]
-        fn create<'py>(
-            &self,
-            py: Python<'py>,
-            request: Option<&Bound<'py, PyAny>>,
-            fields: Option<&Bound<'py, PyDict>>,
-        ) -> PyResult<Bound<'py, PyAny>> {
-            let body: $req = crate::convert::request($what, request, fields)?;
-            let $s = self;
-            let api = $api;
-            self.ctx
-                .run::<_, $py_ty>(py, async move { api.create(&body).await })
-        }
+            /// Creates an object from a mapping and/or keyword arguments.
+            #[pyo3(signature = (request = None, /, **fields))]
+            fn create<'py>(
+                &self,
+                py: Python<'py>,
+                request: Option<&Bound<'py, PyAny>>,
+                fields: Option<&Bound<'py, PyDict>>,
+            ) -> PyResult<Bound<'py, PyAny>> {
+                let body: $req = crate::convert::request($what, request, fields)?;
+                let $s = self;
+                let api = $api;
+                self.ctx
+                    .run::<_, $py_ty>(py, async move { api.create(&body).await })
+            }
         }
     )+};
 }
@@ -307,21 +307,21 @@ macro_rules! update_verb {
     ([$($ty:ident),+], $py_ty:ty, $req:ty, $what:literal, |$s:ident| $api:expr) => {$(
         #[pymethods]
         impl $ty {
-        /// Changes the fields given (a mapping and/or keyword arguments).
-        #[pyo3(signature = (id, request = None, /, **fields))]
-        fn update<'py>(
-            &self,
-            py: Python<'py>,
-            id: Id,
-            request: Option<&Bound<'py, PyAny>>,
-            fields: Option<&Bound<'py, PyDict>>,
-        ) -> PyResult<Bound<'py, PyAny>> {
-            let body: $req = crate::convert::request($what, request, fields)?;
-            let $s = self;
-            let api = $api;
-            self.ctx
-                .run::<_, $py_ty>(py, async move { api.update(id.0, &body).await })
-        }
+            /// Changes the fields given (a mapping and/or keyword arguments).
+            #[pyo3(signature = (id, request = None, /, **fields))]
+            fn update<'py>(
+                &self,
+                py: Python<'py>,
+                id: Id,
+                request: Option<&Bound<'py, PyAny>>,
+                fields: Option<&Bound<'py, PyDict>>,
+            ) -> PyResult<Bound<'py, PyAny>> {
+                let body: $req = crate::convert::request($what, request, fields)?;
+                let $s = self;
+                let api = $api;
+                self.ctx
+                    .run::<_, $py_ty>(py, async move { api.update(id.0, &body).await })
+            }
         }
     )+};
 }
@@ -434,7 +434,6 @@ dual! {
     /// token) or `email=` and `password=` (a login session, refreshed on
     /// its own).
     PyClient as "Client", PyAsyncClient as "AsyncClient" { ctx: Ctx }
-    #[pymethods]
     methods {
         #[new]
         #[pyo3(signature = (url, *, token = None, email = None, password = None, timeout = 30.0, max_retries = 3))]
@@ -609,7 +608,6 @@ dual! {
 dual! {
     /// Organizations.
     PyOrganizations as "Organizations", PyAsyncOrganizations as "AsyncOrganizations" { ctx: Ctx }
-    #[pymethods]
     methods {
     }
 }
@@ -637,7 +635,6 @@ update_verb!(
 dual! {
     /// The workspaces of an organization (item verbs take any workspace id).
     PyWorkspaces as "Workspaces", PyAsyncWorkspaces as "AsyncWorkspaces" { ctx: Ctx, parent: uuid::Uuid }
-    #[pymethods]
     methods {
     }
 }
@@ -665,7 +662,6 @@ dual! {
     /// The agents of a workspace. Agents are created by registering with a
     /// token from `create_registration_token`.
     PyAgents as "Agents", PyAsyncAgents as "AsyncAgents" { ctx: Ctx, parent: uuid::Uuid, filter: AgentFilter }
-    #[pymethods]
     methods {
 
 
@@ -717,7 +713,6 @@ update_verb!(
 dual! {
     /// The virtual hosts of a workspace.
     PyVirtualHosts as "VirtualHosts", PyAsyncVirtualHosts as "AsyncVirtualHosts" { ctx: Ctx, parent: uuid::Uuid }
-    #[pymethods]
     methods {
 
         /// The nginx text the generator renders for this virtual host.
@@ -750,7 +745,6 @@ update_verb!(
 dual! {
     /// The upstreams of a workspace.
     PyUpstreams as "Upstreams", PyAsyncUpstreams as "AsyncUpstreams" { ctx: Ctx, parent: uuid::Uuid }
-    #[pymethods]
     methods {
     }
 }
@@ -777,7 +771,6 @@ update_verb!(
 dual! {
     /// The certificates of a workspace (requested or uploaded, never edited).
     PyCertificates as "Certificates", PyAsyncCertificates as "AsyncCertificates" { ctx: Ctx, parent: uuid::Uuid }
-    #[pymethods]
     methods {
     }
 }
@@ -797,7 +790,6 @@ create_verb!(
 dual! {
     /// The members of an organization.
     PyMembers as "Members", PyAsyncMembers as "AsyncMembers" { ctx: Ctx, parent: uuid::Uuid }
-    #[pymethods]
     methods {
         /// One page of members.
         #[pyo3(signature = (*, page = None, per_page = None))]
@@ -844,7 +836,6 @@ body_method!([PyMembers, PyAsyncMembers]
 dual! {
     /// The audit log of an organization, newest first.
     PyAuditLog as "AuditLog", PyAsyncAuditLog as "AsyncAuditLog" { ctx: Ctx, parent: uuid::Uuid }
-    #[pymethods]
     methods {
         /// One page of entries.
         #[pyo3(signature = (*, page = None, per_page = None))]
@@ -866,7 +857,6 @@ dual! {
 dual! {
     /// Users: create (administrators), the caller, delete.
     PyUsers as "Users", PyAsyncUsers as "AsyncUsers" { ctx: Ctx }
-    #[pymethods]
     methods {
 
         /// The authenticated user.
@@ -895,7 +885,6 @@ body_method!([PyUsers, PyAsyncUsers]
 dual! {
     /// The caller's API tokens.
     PyApiTokens as "ApiTokens", PyAsyncApiTokens as "AsyncApiTokens" { ctx: Ctx }
-    #[pymethods]
     methods {
         /// Every API token of the caller.
         fn list<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
@@ -924,7 +913,6 @@ body_method!([PyApiTokens, PyAsyncApiTokens]
 dual! {
     /// Rollout status: which agents of a workspace run which version.
     PyRollout as "Rollout", PyAsyncRollout as "AsyncRollout" { ctx: Ctx }
-    #[pymethods]
     methods {
         /// Desired and applied versions of every agent of the workspace.
         fn status<'py>(&self, py: Python<'py>, workspace_id: Id) -> PyResult<Bound<'py, PyAny>> {
@@ -938,7 +926,6 @@ dual! {
     /// Metrics summaries over a time window (`from_`, `to`: aware
     /// datetimes or RFC 3339 strings).
     PyMetrics as "Metrics", PyAsyncMetrics as "AsyncMetrics" { ctx: Ctx }
-    #[pymethods]
     methods {
         /// The summary of every agent of a workspace.
         fn workspace<'py>(&self, py: Python<'py>, workspace_id: Id, from_: Instant, to: Instant) -> PyResult<Bound<'py, PyAny>> {
@@ -959,7 +946,6 @@ dual! {
 dual! {
     /// The access logs agents report.
     PyAccessLogs as "AccessLogs", PyAsyncAccessLogs as "AsyncAccessLogs" { ctx: Ctx }
-    #[pymethods]
     methods {
         /// Entries of a workspace, newest first, filtered by time window,
         /// status code and count.

@@ -292,3 +292,64 @@ def test_the_gil_is_released_while_waiting(client: nxmesh.Client) -> None:
     with pytest.raises(TimeoutError):
         next(events)
     events.close()
+
+
+def wire_fields_are_attributes(obj: object, path: str = "") -> list[str]:
+    """Wire keys of `obj.to_dict()` that have no attribute, recursively."""
+    missing = []
+    wire = obj.to_dict()  # type: ignore[attr-defined]
+    # AgentWithConfig flattens the agent into the wire object; Python keeps
+    # it as `.agent`.
+    flattened = obj.agent.to_dict() if isinstance(obj, nxmesh.AgentWithConfig) else {}
+    for key in wire:
+        if key in flattened:
+            continue
+        if not hasattr(obj, key):
+            missing.append(f"{path}{type(obj).__name__}.{key}")
+            continue
+        value = getattr(obj, key)
+        children = value if isinstance(value, list) else [value]
+        for child in children:
+            if hasattr(child, "to_dict") and not isinstance(child, dict):
+                missing += wire_fields_are_attributes(child, f"{path}{key}.")
+    return missing
+
+
+def test_every_wire_field_is_an_attribute(client: nxmesh.Client, workspace: nxmesh.Workspace) -> None:
+    """The typed objects keep up with the core model: whatever the master
+    sends has an attribute (caught here when a field is added in Rust)."""
+    up = client.upstreams(workspace.id).create(UPSTREAM)
+    token = client.agents(workspace.id).create_registration_token(name="wire")
+    now = datetime.datetime.now(datetime.timezone.utc)
+    objects: list[object] = [
+        client.organizations.get(workspace.organization_id),
+        workspace,
+        up,
+        client.virtual_hosts(workspace.id).create(
+            name="Wire",
+            server_name="wire.example.com",
+            listen_port=8080,
+            locations=[
+                {
+                    "path": "/",
+                    "modifier": "exact",
+                    "upstream_id": up.id,
+                    "custom_headers": [{"name": "X-A", "value": "b", "always": True}],
+                    "rewrite_rules": [{"pattern": "^/old$", "replacement": "/new", "flag": "permanent"}],
+                    "custom_directives": {"client_max_body_size": "1m"},
+                }
+            ],
+        ),
+        client.certificates(workspace.id).create(domain="wire.example.com", provider="self_signed"),
+        token,
+        client.agents(workspace.id).get(token.agent_id),
+        client.agents(workspace.id).config(token.agent_id),
+        client.rollout.status(workspace.id),
+        client.users.me(),
+        client.api_tokens.create(name=unique("wire"), scopes=["read"]),
+        next(iter(client.audit_log(workspace.organization_id).list_all())),
+        next(iter(client.members(workspace.organization_id).list_all())),
+        client.metrics.workspace(workspace.id, now - datetime.timedelta(hours=1), now),
+    ]
+    missing = [m for obj in objects for m in wire_fields_are_attributes(obj)]
+    assert missing == []

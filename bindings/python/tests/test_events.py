@@ -59,6 +59,12 @@ def test_events_iterator_sees_an_agent_connect_apply_and_disconnect(
         assert applied.data["success"] is True and applied.data["version"] >= 1
         status = client.rollout.status(workspace.id)
         assert status.summary.in_sync == 1 and status.summary.pending == 0
+
+        # Commands reach the connected agent and come back answered.
+        reloaded = client.agents(workspace.id).reload(agent.id)
+        assert isinstance(reloaded, nxmesh.ReloadResponse) and reloaded.success, reloaded
+        answer = client.agents(workspace.id).command(agent.id, command="get_status")
+        assert isinstance(answer, nxmesh.CommandResponse) and answer.success, answer
     finally:
         agent.stop()
     disconnected = next_of_type(events, "agent.disconnected", agent)

@@ -20,6 +20,14 @@
 //! reconnect and converge to a change made as soon as the new master
 //! answers.
 //!
+//! With several `--grpc` endpoints (masters sharing one PostgreSQL, see
+//! `scripts/bench-cluster.sh`) agent `i` dials endpoint `i % n` first and
+//! the next one whenever a session ends; (b) is reported per master (the
+//! changes go through `--rest`, the first master), and with `--failover`
+//! (c) is a `SIGKILL` of the last master instead of a restart: the time for
+//! its agents to fail over and for every agent to converge to a change
+//! made right after the kill.
+//!
 //! Every wait is bounded; loopback only.
 
 // A command-line report tool: its output is the report.
@@ -54,18 +62,24 @@ struct Args {
     /// The master's REST API, e.g. `http://127.0.0.1:8080`.
     #[arg(long)]
     rest: String,
-    /// The master's agent service, e.g. `https://127.0.0.1:8443`.
-    #[arg(long)]
-    grpc: String,
+    /// The masters' agent services, e.g. `https://127.0.0.1:8443`,
+    /// comma-separated (several masters on one database).
+    #[arg(long, value_delimiter = ',', required = true)]
+    grpc: Vec<String>,
     /// The master's agent CA (`agent-ca.pem` in its data directory).
     #[arg(long)]
     ca: PathBuf,
     /// The name verified in the master's certificate.
     #[arg(long, default_value = "localhost")]
     tls_name: String,
-    /// The master's process id, for its RSS.
+    /// The masters' process ids, for their RSS, comma-separated, in the
+    /// order of `--grpc`.
+    #[arg(long, value_delimiter = ',', required = true)]
+    server_pid: Vec<u32>,
+    /// (c) kills the last master (the script does, when asked through
+    /// `--control-dir`) instead of restarting the only one.
     #[arg(long)]
-    server_pid: u32,
+    failover: bool,
     /// Administrator email.
     #[arg(long, env = "NXMESH_ADMIN_EMAIL")]
     email: String,
@@ -219,6 +233,12 @@ struct Sim {
     applied: AtomicI64,
     /// The highest benchmark change seen (from the virtual host's name).
     change: AtomicI64,
+    /// The endpoint it dials first.
+    home: usize,
+    /// Added to `home` after every ended session (failover).
+    rotation: AtomicUsize,
+    /// The endpoint of the open session, `usize::MAX` when none.
+    on: AtomicUsize,
 }
 
 /// A receipt: agent index, change number, when.
@@ -264,7 +284,7 @@ fn health(applied: i64) -> pb::agent_message::Payload {
 
 /// Settings shared by every simulated agent.
 struct Shared {
-    endpoint: Endpoint,
+    endpoints: Vec<Endpoint>,
     fleet: Arc<Fleet>,
     receipts: mpsc::UnboundedSender<Receipt>,
     connect: Arc<Semaphore>,
@@ -292,6 +312,7 @@ async fn agent(sim: Arc<Sim>, shared: Arc<Shared>) {
                 return;
             }
             End::Retry(why) => {
+                sim.rotation.fetch_add(1, Ordering::Relaxed);
                 let retries = shared.fleet.retries.fetch_add(1, Ordering::Relaxed);
                 if retries < 20 && !shared.fleet.stop.load(Ordering::Relaxed) {
                     eprintln!("agent {} reconnects: {why}", sim.index);
@@ -327,12 +348,17 @@ fn rand_unit() -> f64 {
 async fn session(sim: &Sim, shared: &Shared, attempt: &mut u32) -> End {
     use pb::master_message::Payload as M;
     let permit = shared.connect.acquire().await.expect("never closed");
-    let channel =
-        match tokio::time::timeout(Duration::from_secs(30), shared.endpoint.connect()).await {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => return End::Retry(format!("connect: {e}")),
-            Err(_) => return End::Retry("connect timeout".into()),
-        };
+    let which = (sim.home + sim.rotation.load(Ordering::Relaxed)) % shared.endpoints.len();
+    let channel = match tokio::time::timeout(
+        Duration::from_secs(30),
+        shared.endpoints[which].connect(),
+    )
+    .await
+    {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return End::Retry(format!("connect: {e}")),
+        Err(_) => return End::Retry("connect timeout".into()),
+    };
     let mut client = AgentServiceClient::new(channel)
         .max_decoding_message_size(64 * 1024 * 1024)
         .max_encoding_message_size(64 * 1024 * 1024);
@@ -394,6 +420,7 @@ async fn session(sim: &Sim, shared: &Shared, attempt: &mut u32) -> End {
     let fleet = &shared.fleet;
     fleet.connected.fetch_add(1, Ordering::Relaxed);
     fleet.registrations.fetch_add(1, Ordering::Relaxed);
+    sim.on.store(which, Ordering::Relaxed);
     let interval =
         Duration::from_secs(u64::try_from(r.heartbeat_interval_seconds.max(1)).unwrap_or(10));
     // The first heartbeat is due one interval from now, spread by jitter
@@ -460,6 +487,7 @@ async fn session(sim: &Sim, shared: &Shared, attempt: &mut u32) -> End {
             },
         }
     };
+    sim.on.store(usize::MAX, Ordering::Relaxed);
     fleet.connected.fetch_sub(1, Ordering::Relaxed);
     end
 }
@@ -618,17 +646,26 @@ async fn main() -> anyhow::Result<()> {
     // The fleet.
     let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&ca));
     tls = tls.domain_name(args.tls_name.clone());
-    let endpoint = Endpoint::from_shared(args.grpc.clone())?
-        .tls_config(tls)?
-        .connect_timeout(Duration::from_secs(20))
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_timeout(Duration::from_secs(30))
-        .keep_alive_while_idle(true);
+    let mut endpoints = Vec::new();
+    for url in &args.grpc {
+        endpoints.push(
+            Endpoint::from_shared(url.clone())?
+                .tls_config(tls.clone())?
+                .connect_timeout(Duration::from_secs(20))
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(Duration::from_secs(30))
+                .keep_alive_timeout(Duration::from_secs(30))
+                .keep_alive_while_idle(true),
+        );
+    }
+    let masters = endpoints.len();
+    if args.server_pid.len() != masters {
+        bail!("give one --server-pid per --grpc endpoint");
+    }
     let fleet = Arc::new(Fleet::default());
     let (receipt_tx, receipt_rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
-        endpoint,
+        endpoints,
         fleet: fleet.clone(),
         receipts: receipt_tx,
         connect: Arc::new(Semaphore::new(args.connect_concurrency.max(1))),
@@ -647,6 +684,9 @@ async fn main() -> anyhow::Result<()> {
                 credential: Mutex::new(None),
                 applied: AtomicI64::new(0),
                 change: AtomicI64::new(-1),
+                home: index % masters,
+                rotation: AtomicUsize::new(0),
+                on: AtomicUsize::new(usize::MAX),
             })
         })
         .collect();
@@ -675,7 +715,15 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("{n} agents connected in {}", ms(connect_time));
     // Let the first heartbeats of every agent arrive before sampling.
     tokio::time::sleep(Duration::from_secs(12)).await;
-    let (rss, hwm) = rss_mib(args.server_pid);
+    let rss_all: Vec<(f64, f64)> = args.server_pid.iter().map(|p| rss_mib(*p)).collect();
+    let (rss, hwm) = rss_all[0];
+    let per_master: Vec<usize> = (0..masters)
+        .map(|k| {
+            sims.iter()
+                .filter(|s| s.on.load(Ordering::Relaxed) == k)
+                .count()
+        })
+        .collect();
     let (own_rss, _) = rss_mib(std::process::id());
     let online = rest
         .call(
@@ -693,6 +741,7 @@ async fn main() -> anyhow::Result<()> {
         at: vec![None; n],
     };
     let mut all = Vec::new();
+    let mut by_master: Vec<Vec<Duration>> = vec![Vec::new(); masters];
     let mut per_change = Vec::new();
     let mut vhost_id = String::new();
     for change in 0..i64::from(args.changes) {
@@ -721,6 +770,9 @@ async fn main() -> anyhow::Result<()> {
             vhost_id = id_of(&v)?;
         }
         let mut lat = receipts.wait(&affected, change, since, limit).await?;
+        for (d, &i) in lat.iter().zip(&affected) {
+            by_master[sims[i].home].push(*d);
+        }
         lat.sort();
         let max = *lat.last().unwrap_or(&Duration::ZERO);
         eprintln!(
@@ -741,7 +793,7 @@ async fn main() -> anyhow::Result<()> {
         .iter()
         .filter(|s| !s.production && s.change.load(Ordering::Relaxed) >= 0)
         .count();
-    let (rss_after, hwm_after) = rss_mib(args.server_pid);
+    let (rss_after, hwm_after) = rss_mib(args.server_pid[0]);
 
     println!("## fleet benchmark: {n} agents");
     println!();
@@ -765,6 +817,29 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "| master RSS with the fleet connected, idle | {rss:.0} MiB (peak so far {hwm:.0} MiB) |"
     );
+    if masters > 1 {
+        for (k, ((r, h), count)) in rss_all.iter().zip(&per_master).enumerate() {
+            println!(
+                "| master {}: agents connected / RSS idle | {count} / {r:.0} MiB (peak {h:.0} MiB) |",
+                k + 1
+            );
+        }
+        for (k, lat) in by_master.iter_mut().enumerate() {
+            lat.sort();
+            let how = if k == 0 {
+                "changes made through this master"
+            } else {
+                "across masters: changes made through master 1"
+            };
+            println!(
+                "| change latency of the agents on master {} ({how}): p50 / p99 / max | {} / {} / {} |",
+                k + 1,
+                ms(percentile(lat, 50.0)),
+                ms(percentile(lat, 99.0)),
+                ms(*lat.last().unwrap_or(&Duration::ZERO))
+            );
+        }
+    }
     println!("| master RSS after the changes | {rss_after:.0} MiB (peak {hwm_after:.0} MiB) |");
     println!("| load generator RSS | {own_rss:.0} MiB |");
     println!(
@@ -787,8 +862,88 @@ async fn main() -> anyhow::Result<()> {
         fleet.retries.load(Ordering::Relaxed)
     );
 
-    // (c) Restart.
-    if let Some(dir) = &args.control_dir {
+    // (c) Failover: the script kills the last master.
+    if args.failover {
+        let dir = args
+            .control_dir
+            .as_ref()
+            .context("--failover needs --control-dir")?;
+        if masters < 2 {
+            bail!("--failover needs two masters or more");
+        }
+        let killed = dir.join("killed");
+        let _ = std::fs::remove_file(&killed);
+        let stranded = sims
+            .iter()
+            .filter(|s| s.on.load(Ordering::Relaxed) == masters - 1)
+            .count();
+        std::fs::write(dir.join("ready-for-kill"), b"")?;
+        let deadline = Instant::now() + limit;
+        let content = loop {
+            if let Ok(s) = std::fs::read_to_string(&killed)
+                && s.ends_with('\n')
+            {
+                break s;
+            }
+            if Instant::now() > deadline {
+                bail!("the master was not killed within {limit:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        // "KILL_UNIX_MS\n", written right after the SIGKILL.
+        let killed_ms: i64 = content.trim().parse()?;
+        let since_kill = Duration::from_millis(u64::try_from(now_ms() - killed_ms).unwrap_or(0));
+        let kill_at = Instant::now()
+            .checked_sub(since_kill)
+            .unwrap_or_else(Instant::now);
+        // A change through the surviving master right after the kill:
+        // every affected agent must end at it, the failed-over ones too.
+        let change = i64::from(args.changes);
+        rest.call(
+            "PATCH",
+            &format!("/v1/virtual-hosts/{vhost_id}"),
+            Some(vhost_body(change, args.locations)),
+        )
+        .await?;
+        let changed = Instant::now();
+        let _ = receipts.wait(&affected, change, changed, limit).await?;
+        let converged = kill_at.elapsed();
+        let deadline = Instant::now() + limit;
+        while fleet.connected.load(Ordering::Relaxed) < n {
+            if Instant::now() > deadline {
+                bail!(
+                    "only {} of {n} agents reconnected",
+                    fleet.connected.load(Ordering::Relaxed)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let reconnected = kill_at.elapsed();
+        let on_survivors = sims
+            .iter()
+            .filter(|s| s.on.load(Ordering::Relaxed) < masters - 1)
+            .count();
+        let online = rest
+            .call(
+                "GET",
+                &format!("/v1/workspaces/{ws}/agents?state=online&per_page=1"),
+                None,
+            )
+            .await?["meta"]["total"]
+            .clone();
+        let (rss, hwm) = rss_mib(args.server_pid[0]);
+        println!("| failover: agents of the killed master | {stranded} |");
+        println!(
+            "| failover: every agent reconnected to a surviving master ({on_survivors} of {n}) | {} after the SIGKILL |",
+            ms(reconnected)
+        );
+        println!(
+            "| failover: every affected agent received the change made right after the kill | {} after the SIGKILL |",
+            ms(converged)
+        );
+        println!("| failover: online (REST) | {online} |");
+        println!("| master 1 RSS after the failover | {rss:.0} MiB (peak {hwm:.0} MiB) |");
+    } else if let Some(dir) = &args.control_dir {
         let restarted = dir.join("restarted");
         let _ = std::fs::remove_file(&restarted);
         std::fs::write(dir.join("ready-for-restart"), b"")?;
