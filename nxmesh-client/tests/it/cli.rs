@@ -700,3 +700,100 @@ async fn reload_of_a_disconnected_agent_is_one_clear_error() {
     assert!(lines[0].starts_with("nxmesh: "), "{err}");
     assert!(lines[0].contains("not connected"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollout_status_wait_follows_the_fleet_until_it_is_in_sync() {
+    let master = Master::start().await;
+    let grpc = master.grpc().await;
+    let config = logged_in(&master).await;
+    let client = master.admin();
+    let org = client
+        .organizations()
+        .create(&nxmesh_core::model::CreateOrganization {
+            name: "Acme".into(),
+            slug: "acme".into(),
+        })
+        .await
+        .unwrap();
+    let ws = client
+        .workspaces(org.id)
+        .create(&nxmesh_core::model::CreateWorkspace {
+            name: "Prod".into(),
+            slug: "prod".into(),
+        })
+        .await
+        .unwrap();
+    let token = client
+        .agents(ws.id)
+        .create_registration_token(&CreateRegistrationToken {
+            name: "web-01".into(),
+            labels: Default::default(),
+            expires_in_hours: None,
+        })
+        .await
+        .unwrap();
+    let mut agent = register_agent(&grpc, &token.token).await;
+    let vhost: nxmesh_core::model::CreateVirtualHost = serde_json::from_value(serde_json::json!({
+        "name": "Shop",
+        "server_name": "shop.example.com",
+        "listen_port": 80,
+        "locations": [{"path": "/", "proxy_pass": "http://127.0.0.1:9"}]
+    }))
+    .unwrap();
+    client.virtual_hosts(ws.id).create(&vhost).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while client
+        .rollout()
+        .status(ws.id)
+        .await
+        .unwrap()
+        .summary
+        .pending
+        != 1
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the change never became pending"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let ws_id = ws.id.to_string();
+
+    // The agent does not answer: the wait gives up, saying what is pending.
+    let out = run(
+        &config,
+        &["rollout", "status", &ws_id, "--wait", "--timeout", "1"],
+    )
+    .await;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("rollout not finished after 1 s: 1 agents pending"),
+        "{}",
+        stderr(&out)
+    );
+
+    // The agent applies while the command waits: it ends in sync.
+    let waiting = nxmesh(
+        &config,
+        &["rollout", "status", &ws_id, "--wait", "--timeout", "60"],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let version = agent.apply_next().await;
+    let out = tokio::task::spawn_blocking(move || waiting.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("1 agents: 1 in sync, 0 pending, 0 failed"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("desired {version}  applied {version}")),
+        "{text}"
+    );
+}

@@ -128,8 +128,41 @@ impl Master {
 /// A registered test agent: keep it alive to stay connected.
 pub(crate) struct TestAgent {
     pub(crate) id: Uuid,
-    pub(crate) _tx: mpsc::Sender<pb::AgentMessage>,
-    pub(crate) _rx: tonic::Streaming<pb::MasterMessage>,
+    tx: mpsc::Sender<pb::AgentMessage>,
+    rx: tonic::Streaming<pb::MasterMessage>,
+}
+
+impl TestAgent {
+    /// Waits for the next `ConfigUpdate` and reports it applied; returns
+    /// its version.
+    pub(crate) async fn apply_next(&mut self) -> i64 {
+        loop {
+            let m: MasterMessage = self
+                .rx
+                .message()
+                .await
+                .unwrap()
+                .unwrap()
+                .try_into()
+                .unwrap();
+            if let MasterPayload::ConfigUpdate(u) = m.payload {
+                let status = AgentMessage {
+                    agent_id: Some(self.id),
+                    timestamp: chrono::Utc::now(),
+                    payload: AgentPayload::ConfigStatus(nxmesh_core::config::ConfigStatus {
+                        config_id: u.config_id.clone(),
+                        version: u.version,
+                        status: nxmesh_core::config::ConfigApplyStatus::Success,
+                        error_message: None,
+                        applied_at: Some(chrono::Utc::now()),
+                        config_checksum: Some(format!("sha256:{}", u.config_id)),
+                    }),
+                };
+                self.tx.send(status.into()).await.unwrap();
+                return u.version;
+            }
+        }
+    }
 }
 
 /// Registers an agent with a registration token over the raw protocol.
@@ -174,8 +207,8 @@ pub(crate) async fn register_agent(grpc_url: &str, token: &str) -> TestAgent {
             agent_id, ..
         }) => TestAgent {
             id: agent_id,
-            _tx: tx,
-            _rx: inbound,
+            tx,
+            rx: inbound,
         },
         other => panic!("registration refused: {other:?}"),
     }
