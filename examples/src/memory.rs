@@ -1334,8 +1334,11 @@ impl LedgerStore for MemoryStore {
         if agent_ids.iter().any(|id| t.agent(*id).is_none()) {
             return Err(not_found("agent"));
         }
+        // Each id once, in the order given.
+        let mut seen = std::collections::HashSet::new();
         Ok(agent_ids
             .iter()
+            .filter(|id| seen.insert(**id))
             .map(|id| {
                 let row = t
                     .ledger

@@ -6,7 +6,7 @@ use nxmesh_core::model::{
     AgentHealth, AgentState, AgentStateFilter, DeploymentMode, NginxRunState, TargetAgents,
     UpdateAgent,
 };
-use nxmesh_core::storage::{AgentFilter, AgentIdentity, Storage};
+use nxmesh_core::storage::{AgentFilter, AgentIdentity, AgentStateRecord, Storage};
 use uuid::Uuid;
 
 use crate::support::*;
@@ -508,4 +508,49 @@ pub async fn agent_state(store: &dyn Storage) {
             .await,
         "record_agent_state of an unknown agent",
     );
+
+    // In a batch: each record as alone, in order; an unknown agent is
+    // answered `false` without failing the others.
+    let b = ok(
+        store.create_agent(&new_agent(w.id, "edge-b", &[])).await,
+        "create_agent",
+    );
+    let batch = [
+        AgentStateRecord {
+            agent_id: a.id,
+            state: AgentState::Online,
+            seen_at: at(t, 90),
+            health: None,
+        },
+        AgentStateRecord {
+            agent_id: Uuid::new_v4(),
+            state: AgentState::Online,
+            seen_at: at(t, 90),
+            health: None,
+        },
+        AgentStateRecord {
+            agent_id: b.id,
+            state: AgentState::Degraded,
+            seen_at: at(t, 91),
+            health: Some(health.clone()),
+        },
+    ];
+    assert_eq!(
+        ok(
+            store.record_agent_states(&batch).await,
+            "record_agent_states"
+        ),
+        vec![true, false, true]
+    );
+    let got = ok(store.get_agent(a.id).await, "get_agent").expect("the agent exists");
+    assert_eq!(
+        (got.state, got.last_seen_at),
+        (AgentState::Online, Some(at(t, 90)))
+    );
+    let got = ok(store.get_agent(b.id).await, "get_agent").expect("the agent exists");
+    assert_eq!(
+        (got.state, got.last_seen_at, got.health),
+        (AgentState::Degraded, Some(at(t, 91)), Some(health))
+    );
+    assert!(ok(store.record_agent_states(&[]).await, "record_agent_states").is_empty());
 }

@@ -211,4 +211,69 @@ pub async fn ledger(store: &dyn Storage) {
             .map(|(i, id)| (*id, if i < 600 { 2 } else { 1 }))
             .collect::<Vec<_>>()
     );
+
+    // Reports in a batch: the same results as one by one, in order (a
+    // late report returns the row as it is).
+    let (_, batch_w) = org_and_workspace(store).await;
+    let p = ok(
+        store.create_agent(&new_agent(batch_w.id, "p", &[])).await,
+        "create_agent",
+    );
+    let q = ok(
+        store.create_agent(&new_agent(batch_w.id, "q", &[])).await,
+        "create_agent",
+    );
+    ok(
+        store.bump_desired_versions(&[p.id, q.id]).await,
+        "bump_desired_versions",
+    );
+    ok(
+        store.bump_desired_versions(&[p.id]).await,
+        "bump_desired_versions",
+    );
+    let rows = ok(
+        store
+            .record_config_statuses(&[
+                (p.id, report(2, ConfigApplyStatus::Success)),
+                (
+                    q.id,
+                    ConfigStatus {
+                        error_message: Some("boom".to_owned()),
+                        ..report(1, ConfigApplyStatus::Failed)
+                    },
+                ),
+                (p.id, report(1, ConfigApplyStatus::Success)),
+            ])
+            .await,
+        "record_config_statuses",
+    );
+    assert_eq!(rows.len(), 3);
+    assert_eq!(
+        (
+            rows[0].agent_id,
+            rows[0].applied_version,
+            rows[0].desired_version
+        ),
+        (p.id, 2, 2)
+    );
+    assert_eq!(
+        (
+            rows[1].agent_id,
+            rows[1].applied_version,
+            rows[1].last_error.as_deref()
+        ),
+        (q.id, 0, Some("boom"))
+    );
+    assert_eq!(
+        rows[2].applied_version, 2,
+        "a late report in the same batch does not move the version back"
+    );
+    assert_eq!(ok(store.agent_ledger(p.id).await, "agent_ledger"), rows[2]);
+    assert!(
+        ok(
+            store.record_config_statuses(&[]).await,
+            "record_config_statuses"
+        )
+        .is_empty()
+    );
 }

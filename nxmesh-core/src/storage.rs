@@ -205,6 +205,37 @@ pub trait AgentStore: Send + Sync {
         seen_at: Timestamp,
         health: Option<&AgentHealth>,
     ) -> StorageResult<()>;
+    /// [`record_agent_state`](AgentStore::record_agent_state) for many
+    /// agents at once (a fleet's heartbeats); answers, in order, whether
+    /// each agent exists. Backends should write them together (one
+    /// transaction): the default writes them one by one.
+    async fn record_agent_states(&self, records: &[AgentStateRecord]) -> StorageResult<Vec<bool>> {
+        let mut out = Vec::with_capacity(records.len());
+        for r in records {
+            match self
+                .record_agent_state(r.agent_id, r.state, r.seen_at, r.health.as_ref())
+                .await
+            {
+                Ok(()) => out.push(true),
+                Err(StorageError::NotFound { .. }) => out.push(false),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// One agent's observed state, for [`AgentStore::record_agent_states`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentStateRecord {
+    /// The agent.
+    pub agent_id: Uuid,
+    /// Its connection state.
+    pub state: AgentState,
+    /// When it was last heard from.
+    pub seen_at: Timestamp,
+    /// Its latest health, if the report carried one.
+    pub health: Option<AgentHealth>,
 }
 
 /// Virtual hosts.
@@ -514,6 +545,20 @@ pub trait LedgerStore: Send + Sync {
         agent_id: Uuid,
         status: &ConfigStatus,
     ) -> StorageResult<AgentConfigState>;
+    /// [`record_config_status`](LedgerStore::record_config_status) for
+    /// many reports at once (a fleet answering a rollout), in order, with
+    /// the same results. Backends should write them together (one
+    /// transaction): the default writes them one by one.
+    async fn record_config_statuses(
+        &self,
+        reports: &[(Uuid, ConfigStatus)],
+    ) -> StorageResult<Vec<AgentConfigState>> {
+        let mut out = Vec::with_capacity(reports.len());
+        for (agent_id, status) in reports {
+            out.push(self.record_config_status(*agent_id, status).await?);
+        }
+        Ok(out)
+    }
     /// One agent's row (a fresh row when it was never targeted).
     async fn agent_ledger(&self, agent_id: Uuid) -> StorageResult<AgentConfigState>;
     /// The rows of every agent of a workspace.

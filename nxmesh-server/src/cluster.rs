@@ -427,11 +427,7 @@ fn decode(kind: &str, payload: &str) -> Result<Entry, String> {
 
 /// Records offline the agents whose master stopped renewing their
 /// presence, and tells the feed.
-async fn reap_loop(
-    cluster: Cluster,
-    store: std::sync::Arc<dyn Storage>,
-    events: EventBus,
-) {
+async fn reap_loop(cluster: Cluster, store: std::sync::Arc<dyn Storage>, events: EventBus) {
     let every = (cluster.lease / 3).max(Duration::from_millis(200));
     loop {
         tokio::time::sleep(every).await;

@@ -18,11 +18,15 @@ use async_trait::async_trait;
 use nxmesh_core::config::ConfigUpdate;
 use nxmesh_core::protocol::{Command, CommandKind, CommandResult, MasterPayload};
 use nxmesh_core::transport::{AgentSender, TransportError};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use uuid::Uuid;
 
 /// Messages queued per agent before a slow stream is considered stuck.
 const QUEUE: usize = 64;
+/// Configurations copied out of their shared content and not yet taken
+/// by their stream's encoder, over all streams: bounds the memory of a
+/// rollout to thousands of agents to about this many copies at a time.
+const IN_FLIGHT: usize = 256;
 
 /// Why a command got no answer.
 #[derive(Debug, thiserror::Error)]
@@ -35,32 +39,48 @@ pub enum CommandError {
     Timeout(Duration),
 }
 
-/// The newest configuration a stream has not sent yet.
+/// The newest configuration a stream has not sent yet: the content,
+/// shared by every agent with the same configuration, and this agent's
+/// version of it. The stream makes its own copy only when it sends, so a
+/// rollout to thousands of agents holds one copy per label set, not one
+/// per agent.
 #[derive(Default)]
 struct ConfigSlot {
-    pending: Mutex<Option<Box<ConfigUpdate>>>,
+    pending: Mutex<Option<(Arc<ConfigUpdate>, i64)>>,
     ready: Notify,
 }
 
 impl ConfigSlot {
-    /// Keeps `update` unless a newer version is already waiting.
-    fn offer(&self, update: Box<ConfigUpdate>) {
+    /// Keeps `update` at `version` unless a newer version is already
+    /// waiting.
+    fn offer(&self, update: Arc<ConfigUpdate>, version: i64) {
         let mut pending = self
             .pending
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if pending.as_ref().is_none_or(|p| p.version < update.version) {
-            *pending = Some(update);
+        if pending.as_ref().is_none_or(|(_, v)| *v < version) {
+            *pending = Some((update, version));
             drop(pending);
             self.ready.notify_one();
         }
     }
 
-    fn take(&self) -> Option<Box<ConfigUpdate>> {
+    fn has_pending(&self) -> bool {
         self.pending
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
+            .is_some()
+    }
+
+    fn take(&self) -> Option<Box<ConfigUpdate>> {
+        let (shared, version) = self
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()?;
+        let mut update = Box::new(Arc::unwrap_or_clone(shared));
+        update.version = version;
+        Some(update)
     }
 }
 
@@ -69,6 +89,7 @@ impl ConfigSlot {
 pub struct Outbound {
     queue: mpsc::Receiver<MasterPayload>,
     config: Arc<ConfigSlot>,
+    in_flight: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for Outbound {
@@ -78,14 +99,19 @@ impl std::fmt::Debug for Outbound {
 }
 
 impl Outbound {
-    /// The next message to send, `None` once the stream is detached.
-    pub async fn next(&mut self) -> Option<MasterPayload> {
+    /// The next message to send, `None` once the stream is detached. A
+    /// configuration comes with a permit of the fleet's in-flight bound:
+    /// drop it once the message is handed to the encoder.
+    pub async fn next(&mut self) -> Option<(MasterPayload, Option<OwnedSemaphorePermit>)> {
         loop {
-            if let Some(update) = self.config.take() {
-                return Some(MasterPayload::ConfigUpdate(update));
+            if self.config.has_pending() {
+                let permit = self.in_flight.clone().acquire_owned().await.ok();
+                if let Some(update) = self.config.take() {
+                    return Some((MasterPayload::ConfigUpdate(update), permit));
+                }
             }
             tokio::select! {
-                message = self.queue.recv() => return message,
+                message = self.queue.recv() => return message.map(|m| (m, None)),
                 () = self.config.ready.notified() => {}
             }
         }
@@ -99,11 +125,22 @@ struct Link {
 }
 
 /// Connected agents and pending commands.
-#[derive(Default)]
 pub struct Fleet {
     agents: Mutex<HashMap<Uuid, Link>>,
+    in_flight: Arc<Semaphore>,
     generation: std::sync::atomic::AtomicU64,
     pending: Mutex<HashMap<String, oneshot::Sender<CommandResult>>>,
+}
+
+impl Default for Fleet {
+    fn default() -> Self {
+        Fleet {
+            agents: Mutex::default(),
+            in_flight: Arc::new(Semaphore::new(IN_FLIGHT)),
+            generation: std::sync::atomic::AtomicU64::default(),
+            pending: Mutex::default(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Fleet {
@@ -131,7 +168,11 @@ impl Fleet {
             },
         );
         (
-            Outbound { queue: rx, config },
+            Outbound {
+                queue: rx,
+                config,
+                in_flight: self.in_flight.clone(),
+            },
             generation,
         )
     }
@@ -160,6 +201,25 @@ impl Fleet {
     /// How many agents have an open stream.
     pub fn connected(&self) -> usize {
         self.lock_agents().len()
+    }
+
+    /// Queues `update` at `version` for `agent_id` (its `version` field is
+    /// ignored): like sending a `ConfigUpdate`, with the content shared
+    /// with other agents until the stream sends it.
+    pub fn offer_config(
+        &self,
+        agent_id: Uuid,
+        update: Arc<ConfigUpdate>,
+        version: i64,
+    ) -> Result<(), TransportError> {
+        let config = self
+            .lock_agents()
+            .get(&agent_id)
+            .filter(|l| !l.queue.is_closed())
+            .map(|l| l.config.clone())
+            .ok_or(TransportError::NotConnected(agent_id))?;
+        config.offer(update, version);
+        Ok(())
     }
 
     /// Sends a command and waits for the agent's answer.
@@ -229,7 +289,8 @@ impl AgentSender for Fleet {
             .ok_or(TransportError::NotConnected(agent_id))?;
         match payload {
             MasterPayload::ConfigUpdate(update) => {
-                config.offer(update);
+                let version = update.version;
+                config.offer(Arc::from(update), version);
                 Ok(())
             }
             other => tx
@@ -263,7 +324,7 @@ mod tests {
         let (mut rx, _) = fleet.attach(agent);
         let f = fleet.clone();
         let answer = tokio::spawn(async move {
-            let Some(MasterPayload::Command(c)) = rx.next().await else {
+            let Some((MasterPayload::Command(c), _)) = rx.next().await else {
                 panic!("expected a command")
             };
             f.complete(CommandResult {
@@ -303,9 +364,15 @@ mod tests {
         }))
     }
 
-    fn version(payload: Option<MasterPayload>) -> i64 {
+    fn version(payload: Option<(MasterPayload, Option<OwnedSemaphorePermit>)>) -> i64 {
         match payload {
-            Some(MasterPayload::ConfigUpdate(u)) => u.version,
+            Some((MasterPayload::ConfigUpdate(u), permit)) => {
+                assert!(
+                    permit.is_some(),
+                    "a configuration holds an in-flight permit"
+                );
+                u.version
+            }
             other => panic!("expected a configuration, got {other:?}"),
         }
     }

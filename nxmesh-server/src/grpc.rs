@@ -21,17 +21,18 @@ use nxmesh_core::protocol::{
     Ack, AgentAuth, AgentPayload, AppliedConfig, HealthReport, LogBatch, MasterMessage,
     MasterPayload, RegistrationRequest, RegistrationResponse,
 };
-use nxmesh_core::storage::{AgentIdentity, StorageError};
+use nxmesh_core::storage::{AgentIdentity, AgentStateRecord, StorageError};
 use nxmesh_core::transport::{AgentSender as _, EventEnvelope, EventPublisher as _};
 use nxmesh_proto::pb;
 use nxmesh_proto::pb::agent_service_server::AgentServiceServer;
-use tokio::sync::{Mutex, mpsc};
-use tokio_stream::Stream;
+use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt as _};
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
 use crate::auth::{hash_secret, new_secret};
+use crate::reports::ReportWriter;
 use crate::rollout::build_config;
 use crate::state::AppState;
 
@@ -66,16 +67,19 @@ pub struct AgentService {
     state: AppState,
     settings: AgentServiceSettings,
     admission: Arc<Admission>,
+    reports: ReportWriter,
 }
 
 impl AgentService {
     /// The service over the master's state.
     pub fn new(state: AppState, settings: AgentServiceSettings) -> AgentService {
         let admission = Arc::new(Admission::new(settings.admissions_per_second));
+        let reports = ReportWriter::spawn(state.store.clone());
         AgentService {
             state,
             settings,
             admission,
+            reports,
         }
     }
 
@@ -134,6 +138,17 @@ fn internal(e: StorageError) -> Status {
 }
 
 type MasterStream = Pin<Box<dyn Stream<Item = Result<pb::MasterMessage, Status>> + Send + 'static>>;
+
+/// A message for the stream's encoder, with what tells the sender that
+/// the encoder took it.
+type Outgoing = (
+    Result<pb::MasterMessage, Status>,
+    Option<oneshot::Sender<()>>,
+);
+
+/// The longest a stream holds a configuration's in-flight permit (see
+/// `Fleet`) waiting for its encoder.
+const IN_FLIGHT_HOLD: Duration = Duration::from_secs(2);
 
 fn master(payload: MasterPayload) -> pb::MasterMessage {
     MasterMessage {
@@ -320,9 +335,13 @@ impl AgentService {
             memory_used_mb: h.system.memory_used_bytes / (1024 * 1024),
             config_version: h.config_version,
         };
-        self.state
-            .store
-            .record_agent_state(s.peer.agent.id, state, Utc::now(), Some(&health))
+        self.reports
+            .state(AgentStateRecord {
+                agent_id: s.peer.agent.id,
+                state,
+                seen_at: Utc::now(),
+                health: Some(health),
+            })
             .await?;
         let current: BTreeSet<String> = h.alerts.iter().map(|a| a.id.clone()).collect();
         for a in &h.alerts {
@@ -344,11 +363,7 @@ impl AgentService {
     }
 
     async fn on_status(&self, s: &mut Session, st: ConfigStatus) -> Result<(), StorageError> {
-        let row = self
-            .state
-            .store
-            .record_config_status(s.peer.agent.id, &st)
-            .await?;
+        let row = self.reports.status(s.peer.agent.id, st.clone()).await?;
         if st.version < row.applied_version {
             // A late report about an older version: nothing to publish.
             return Ok(());
@@ -543,31 +558,48 @@ impl pb::agent_service_server::AgentService for AgentService {
         )
         .await;
 
-        let (out, out_rx) = mpsc::channel::<Result<pb::MasterMessage, Status>>(64);
+        // Each message travels with the in-flight permit of a configuration
+        // (see `Fleet`), released when the encoder takes it.
+        let (out, out_rx) = mpsc::channel::<Outgoing>(64);
         let heartbeat = self.settings.heartbeat_interval;
         let welcome = RegistrationResponse::Accepted {
             agent_id: id,
             heartbeat_interval_seconds: i64::try_from(heartbeat.as_secs()).unwrap_or(10).max(1),
             agent_credential: credential,
         };
-        out.send(Ok(master(MasterPayload::RegistrationResponse(welcome))))
-            .await
-            .map_err(|_| Status::cancelled("the agent went away"))?;
+        out.send((
+            Ok(master(MasterPayload::RegistrationResponse(welcome))),
+            None,
+        ))
+        .await
+        .map_err(|_| Status::cancelled("the agent went away"))?;
 
         // Outbound: whatever is queued for this agent, in order.
         let forward = out.clone();
         let pushed_tx = Arc::new(std::sync::Mutex::new(Vec::<i64>::new()));
         let pushed_log = pushed_tx.clone();
         tokio::spawn(async move {
-            while let Some(payload) = outbound.next().await {
+            while let Some((payload, permit)) = outbound.next().await {
                 if let MasterPayload::ConfigUpdate(u) = &payload {
                     pushed_log
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .push(u.version);
                 }
-                if forward.send(Ok(master(payload))).await.is_err() {
+                let (taken, on_taken) = oneshot::channel();
+                if forward
+                    .send((Ok(master(payload)), Some(taken)))
+                    .await
+                    .is_err()
+                {
                     break;
+                }
+                if let Some(permit) = permit {
+                    // Hold the fleet's in-flight permit until the encoder
+                    // takes the message, but never for long: a stream that
+                    // does not read must not stall everyone else's pushes.
+                    let _ = tokio::time::timeout(IN_FLIGHT_HOLD, on_taken).await;
+                    drop(permit);
                 }
             }
         });
@@ -617,7 +649,7 @@ impl pb::agent_service_server::AgentService for AgentService {
                     Ok(Ok(Some(msg))) => {
                         if let Err(status) = svc.on_message(&mut session, msg).await {
                             tracing::warn!(agent = %id, error = %status, "ending the agent's stream");
-                            let _ = out.send(Err(status)).await;
+                            let _ = out.send((Err(status), None)).await;
                             break "protocol_error";
                         }
                     }
@@ -651,7 +683,14 @@ impl pb::agent_service_server::AgentService for AgentService {
                 .await;
             }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
+        Ok(Response::new(Box::pin(ReceiverStream::new(out_rx).map(
+            |(message, taken)| {
+                if let Some(taken) = taken {
+                    let _ = taken.send(());
+                }
+                message
+            },
+        ))))
     }
 
     async fn report_health(

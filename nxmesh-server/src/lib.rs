@@ -17,6 +17,7 @@ pub mod events;
 pub mod fleet;
 pub mod grpc;
 pub mod http;
+mod reports;
 pub mod rollout;
 pub mod secrets;
 pub mod state;

@@ -15,7 +15,6 @@ use std::time::Duration;
 use nxmesh_core::config::{CertificateBundle, ConfigUpdate, UpstreamConfig, VirtualHostConfig};
 use nxmesh_core::model::{Agent, CertificateStatus, Labels, TargetAgents, VirtualHost};
 use nxmesh_core::pagination::PageParams;
-use nxmesh_core::protocol::MasterPayload;
 use nxmesh_core::storage::{Storage, StorageError};
 use nxmesh_core::transport::AgentSender;
 use sha2::{Digest, Sha256};
@@ -149,26 +148,21 @@ async fn deliver(ctx: &Context, versions: Vec<(Uuid, i64)>) -> Result<(), Storag
         .collect();
     // One snapshot per workspace and one configuration per label set.
     let mut snapshots: HashMap<Uuid, Snapshot> = HashMap::new();
-    let mut built: HashMap<(Uuid, &Labels), ConfigUpdate> = HashMap::new();
+    let mut built: HashMap<(Uuid, &Labels), Arc<ConfigUpdate>> = HashMap::new();
     for a in found.values() {
         if let std::collections::hash_map::Entry::Vacant(slot) = snapshots.entry(a.workspace_id) {
             slot.insert(Snapshot::load(ctx.store.as_ref(), &ctx.secrets, a.workspace_id).await?);
         }
         built
             .entry((a.workspace_id, &a.labels))
-            .or_insert_with(|| snapshots[&a.workspace_id].config_for(&a.labels));
+            .or_insert_with(|| Arc::new(snapshots[&a.workspace_id].config_for(&a.labels)));
     }
     for (agent, version) in connected {
         let Some(a) = found.get(&agent) else {
             continue;
         };
-        let mut update = Box::new(built[&(a.workspace_id, &a.labels)].clone());
-        update.version = version;
-        if let Err(e) = ctx
-            .fleet
-            .send(agent, MasterPayload::ConfigUpdate(update))
-            .await
-        {
+        let shared = built[&(a.workspace_id, &a.labels)].clone();
+        if let Err(e) = ctx.fleet.offer_config(agent, shared, version) {
             tracing::debug!(%agent, error = %e, "agent went away before its update; it gets it on reconnect");
         }
     }

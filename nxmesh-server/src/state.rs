@@ -115,7 +115,11 @@ impl AppState {
             self.secrets.clone(),
             Some(cluster.clone()),
         );
-        cluster.spawn(self.store.clone(), self.events.clone(), self.rollout.clone());
+        cluster.spawn(
+            self.store.clone(),
+            self.events.clone(),
+            self.rollout.clone(),
+        );
         self.cluster = Some(cluster);
         self
     }

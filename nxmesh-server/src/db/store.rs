@@ -25,8 +25,8 @@ use sea_orm::sea_query::Expr;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectOptions, ConnectionTrait,
-    Database, DatabaseConnection, DbBackend, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, SqlErr, Statement, TransactionTrait,
+    Database, DatabaseConnection, DbBackend, DbErr, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, SqlErr, Statement, TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
 use serde_json::Value as Json;
@@ -775,14 +775,7 @@ impl AgentStore for SeaStore {
         seen_at: Timestamp,
         health: Option<&AgentHealth>,
     ) -> StorageResult<()> {
-        let mut q = agent::Entity::update_many()
-            .col_expr(agent::Column::State, Expr::value(enum_str(&state)))
-            .col_expr(agent::Column::LastSeenAt, Expr::value(seen_at));
-        if let Some(h) = health {
-            q = q.col_expr(agent::Column::Health, Expr::value(to_json(h)?));
-        }
-        let r = q
-            .filter(agent::Column::Id.eq(id))
+        let r = agent_state_update(id, state, seen_at, health)?
             .exec(&self.db)
             .await
             .map_err(backend)?;
@@ -791,6 +784,24 @@ impl AgentStore for SeaStore {
         } else {
             Ok(())
         }
+    }
+
+    async fn record_agent_states(&self, records: &[AgentStateRecord]) -> StorageResult<Vec<bool>> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One transaction, one commit, for a batch of heartbeats.
+        let txn = self.db.begin().await.map_err(backend)?;
+        let mut found = Vec::with_capacity(records.len());
+        for r in records {
+            let done = agent_state_update(r.agent_id, r.state, r.seen_at, r.health.as_ref())?
+                .exec(&txn)
+                .await
+                .map_err(backend)?;
+            found.push(done.rows_affected > 0);
+        }
+        txn.commit().await.map_err(backend)?;
+        Ok(found)
     }
 }
 
@@ -1704,7 +1715,11 @@ impl LedgerStore for SeaStore {
         // update one row twice in an upsert): each id once, in the order
         // given, which is also the order of the answer.
         let mut seen = std::collections::HashSet::with_capacity(agent_ids.len());
-        let ids: Vec<Uuid> = agent_ids.iter().copied().filter(|id| seen.insert(*id)).collect();
+        let ids: Vec<Uuid> = agent_ids
+            .iter()
+            .copied()
+            .filter(|id| seen.insert(*id))
+            .collect();
         let mut bumped = std::collections::HashMap::with_capacity(ids.len());
         let now = Utc::now();
         // One multi-row upsert per chunk: insert at 1 or increment, and read
@@ -1755,64 +1770,57 @@ impl LedgerStore for SeaStore {
         // when another writer commits in between. The `WHERE` keeps the
         // applied version from going back: a late report about an older
         // version changes nothing.
-        let backend_kind = self.db.get_database_backend();
-        let now = Utc::now();
-        let ensure = Statement::from_sql_and_values(
-            backend_kind,
-            "INSERT INTO agent_config (agent_id, desired_version, applied_version, updated_at) VALUES ($1, 0, 0, $2) \
-             ON CONFLICT (agent_id) DO NOTHING",
-            [agent_id.into(), now.into()],
-        );
+        let [ensure, update] = status_statements(self.db.get_database_backend(), agent_id, status);
         self.db
             .execute_raw(ensure)
             .await
             .map_err(db_err("ledger row"))?;
-        let state = enum_str(&status.status);
-        let update = match status.status {
-            ConfigApplyStatus::Success => Statement::from_sql_and_values(
-                backend_kind,
-                // A confirmation of the version already applied keeps its
-                // original time (every expression reads the old row).
-                "UPDATE agent_config SET last_status = $1, last_error = NULL, config_checksum = $2, \
-                 applied_at = CASE WHEN applied_version < $3 OR applied_at IS NULL THEN $4 ELSE applied_at END, \
-                 applied_version = $3, updated_at = $5 \
-                 WHERE agent_id = $6 AND applied_version <= $3",
-                [
-                    state.into(),
-                    status.config_checksum.clone().into(),
-                    status.version.into(),
-                    status.applied_at.unwrap_or(now).into(),
-                    now.into(),
-                    agent_id.into(),
-                ],
-            ),
-            ConfigApplyStatus::Failed | ConfigApplyStatus::RolledBack => {
-                Statement::from_sql_and_values(
-                    backend_kind,
-                    "UPDATE agent_config SET last_status = $1, last_error = $2, updated_at = $3 \
-                 WHERE agent_id = $4 AND applied_version <= $5",
-                    [
-                        state.into(),
-                        status.error_message.clone().into(),
-                        now.into(),
-                        agent_id.into(),
-                        status.version.into(),
-                    ],
-                )
-            }
-            _ => Statement::from_sql_and_values(
-                backend_kind,
-                "UPDATE agent_config SET last_status = $1, updated_at = $2 WHERE agent_id = $3 AND applied_version <= $4",
-                [
-                    state.into(),
-                    now.into(),
-                    agent_id.into(),
-                    status.version.into(),
-                ],
-            ),
-        };
         self.db.execute_raw(update).await.map_err(backend_err)?;
         self.agent_ledger(agent_id).await
+    }
+
+    async fn record_config_statuses(
+        &self,
+        reports: &[(Uuid, ConfigStatus)],
+    ) -> StorageResult<Vec<AgentConfigState>> {
+        if reports.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One transaction for the whole batch: one commit (one sync of the
+        // SQLite journal) instead of two per report. It writes first, so it
+        // holds SQLite's write lock from its first statement.
+        let backend_kind = self.db.get_database_backend();
+        let txn = self.db.begin().await.map_err(backend_err)?;
+        for (agent_id, status) in reports {
+            let [ensure, update] = status_statements(backend_kind, *agent_id, status);
+            txn.execute_raw(ensure)
+                .await
+                .map_err(db_err("ledger row"))?;
+            txn.execute_raw(update).await.map_err(backend_err)?;
+        }
+        let mut ids: Vec<Uuid> = reports.iter().map(|(id, _)| *id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut rows = std::collections::HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(IN_CHUNK) {
+            for m in agent_config::Entity::find()
+                .filter(agent_config::Column::AgentId.is_in(chunk.iter().copied()))
+                .all(&txn)
+                .await
+                .map_err(backend_err)?
+            {
+                rows.insert(m.agent_id, ledger_row(m)?);
+            }
+        }
+        txn.commit().await.map_err(backend_err)?;
+        Ok(reports
+            .iter()
+            .map(|(id, _)| {
+                rows.get(id)
+                    .cloned()
+                    .unwrap_or_else(|| AgentConfigState::new(*id))
+            })
+            .collect())
     }
 
     async fn agent_ledger(&self, agent_id: Uuid) -> StorageResult<AgentConfigState> {
@@ -1850,4 +1858,85 @@ impl LedgerStore for SeaStore {
             })
             .collect()
     }
+}
+
+/// The two statements recording `status` for `agent_id`: make sure the
+/// ledger row exists, then update it. Each is atomic on its own, so they
+/// need no transaction that reads and then writes (which SQLite refuses,
+/// busy, when another writer commits in between). The `WHERE` keeps the
+/// applied version from going back: a late report about an older version
+/// changes nothing.
+fn status_statements(
+    backend_kind: DbBackend,
+    agent_id: Uuid,
+    status: &ConfigStatus,
+) -> [Statement; 2] {
+    let now = Utc::now();
+    let ensure = Statement::from_sql_and_values(
+        backend_kind,
+        "INSERT INTO agent_config (agent_id, desired_version, applied_version, updated_at) VALUES ($1, 0, 0, $2) \
+             ON CONFLICT (agent_id) DO NOTHING",
+        [agent_id.into(), now.into()],
+    );
+    let state = enum_str(&status.status);
+    let update = match status.status {
+        ConfigApplyStatus::Success => Statement::from_sql_and_values(
+            backend_kind,
+            // A confirmation of the version already applied keeps its
+            // original time (every expression reads the old row).
+            "UPDATE agent_config SET last_status = $1, last_error = NULL, config_checksum = $2, \
+                 applied_at = CASE WHEN applied_version < $3 OR applied_at IS NULL THEN $4 ELSE applied_at END, \
+                 applied_version = $3, updated_at = $5 \
+                 WHERE agent_id = $6 AND applied_version <= $3",
+            [
+                state.into(),
+                status.config_checksum.clone().into(),
+                status.version.into(),
+                status.applied_at.unwrap_or(now).into(),
+                now.into(),
+                agent_id.into(),
+            ],
+        ),
+        ConfigApplyStatus::Failed | ConfigApplyStatus::RolledBack => {
+            Statement::from_sql_and_values(
+                backend_kind,
+                "UPDATE agent_config SET last_status = $1, last_error = $2, updated_at = $3 \
+                 WHERE agent_id = $4 AND applied_version <= $5",
+                [
+                    state.into(),
+                    status.error_message.clone().into(),
+                    now.into(),
+                    agent_id.into(),
+                    status.version.into(),
+                ],
+            )
+        }
+        _ => Statement::from_sql_and_values(
+            backend_kind,
+            "UPDATE agent_config SET last_status = $1, updated_at = $2 WHERE agent_id = $3 AND applied_version <= $4",
+            [
+                state.into(),
+                now.into(),
+                agent_id.into(),
+                status.version.into(),
+            ],
+        ),
+    };
+    [ensure, update]
+}
+
+/// The update recording an agent's observed state.
+fn agent_state_update(
+    id: Uuid,
+    state: AgentState,
+    seen_at: Timestamp,
+    health: Option<&AgentHealth>,
+) -> StorageResult<sea_orm::UpdateMany<agent::Entity>> {
+    let mut q = agent::Entity::update_many()
+        .col_expr(agent::Column::State, Expr::value(enum_str(&state)))
+        .col_expr(agent::Column::LastSeenAt, Expr::value(seen_at));
+    if let Some(h) = health {
+        q = q.col_expr(agent::Column::Health, Expr::value(to_json(h)?));
+    }
+    Ok(q.filter(agent::Column::Id.eq(id)))
 }

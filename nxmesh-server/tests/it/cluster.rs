@@ -357,14 +357,28 @@ async fn two_masters_share_changes_events_and_agents() {
         "roamer",
         roamer_token.token,
     );
-    let (settled, _stop_settled) =
-        agent(vec![a.grpc.clone()], &ca, &root, "settled", settled_token.token);
-    let (_stranded, _stop_stranded) =
-        agent(vec![b.grpc.clone()], &ca, &root, "stranded", stranded_token.token);
+    let (settled, _stop_settled) = agent(
+        vec![a.grpc.clone()],
+        &ca,
+        &root,
+        "settled",
+        settled_token.token,
+    );
+    let (_stranded, _stop_stranded) = agent(
+        vec![b.grpc.clone()],
+        &ca,
+        &root,
+        "stranded",
+        stranded_token.token,
+    );
 
     // A virtual host created through A reaches the agent on B; A's
     // WebSocket client sees B's agent connect and apply.
-    client_a.virtual_hosts(ws.id).create(&vhost("first")).await.unwrap();
+    client_a
+        .virtual_hosts(ws.id)
+        .create(&vhost("first"))
+        .await
+        .unwrap();
     let mut connected = BTreeSet::new();
     let mut applied = BTreeSet::new();
     let deadline = Instant::now() + DEADLINE;
@@ -385,10 +399,13 @@ async fn two_masters_share_changes_events_and_agents() {
             _ => {}
         }
     }
-    eventually("the agent on B serves the virtual host made through A", || {
-        let r = roamer.clone();
-        async move { r.server_names().contains("first.example.com") }
-    })
+    eventually(
+        "the agent on B serves the virtual host made through A",
+        || {
+            let r = roamer.clone();
+            async move { r.server_names().contains("first.example.com") }
+        },
+    )
     .await;
 
     // 100 concurrent changes, half through each master.
@@ -430,7 +447,10 @@ async fn two_masters_share_changes_events_and_agents() {
         )
         .await;
         let versions = rec.versions.lock().unwrap().clone();
-        assert!(strictly_increasing(&versions), "{name} applied {versions:?}");
+        assert!(
+            strictly_increasing(&versions),
+            "{name} applied {versions:?}"
+        );
     }
 
     // SIGKILL B: the roamer fails over to A and converges; the stranded
@@ -487,6 +507,9 @@ async fn two_masters_share_changes_events_and_agents() {
         }
     }
     let versions = roamer.versions.lock().unwrap().clone();
-    assert!(strictly_increasing(&versions), "roamer applied {versions:?}");
+    assert!(
+        strictly_increasing(&versions),
+        "roamer applied {versions:?}"
+    );
     let _ = std::fs::remove_dir_all(&root);
 }
