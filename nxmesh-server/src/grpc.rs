@@ -424,10 +424,20 @@ impl AgentService {
                     "registration is only the first message",
                 ));
             }
-            AgentPayload::Health(h) => self.on_health(s, h).await,
+            // Health, metrics and logs come again: a write that failed now
+            // (the database busy or away) is logged, and the stream stays,
+            // rather than sending the fleet into a reconnect storm.
+            AgentPayload::Health(h) => {
+                let r = self.on_health(s, h).await;
+                transient(s, "health", r)
+            }
             AgentPayload::ConfigStatus(st) => self.on_status(s, st).await,
-            AgentPayload::Metrics(m) => self.state.store.insert_metrics(s.peer.agent.id, &m).await,
-            AgentPayload::Logs(l) => self.on_logs(s, l).await,
+            AgentPayload::Metrics(m) => transient(
+                s,
+                "metrics",
+                self.state.store.insert_metrics(s.peer.agent.id, &m).await,
+            ),
+            AgentPayload::Logs(l) => transient(s, "logs", self.on_logs(s, l).await),
             AgentPayload::CommandResult(r) => {
                 self.state.fleet.complete(r);
                 Ok(())
@@ -438,6 +448,17 @@ impl AgentService {
             }
         };
         r.map_err(internal)
+    }
+}
+
+/// Logs the failure of a write that the agent repeats anyway.
+fn transient(s: &Session, what: &str, r: Result<(), StorageError>) -> Result<(), StorageError> {
+    match r {
+        Err(e @ (StorageError::Unavailable(_) | StorageError::Backend(_))) => {
+            tracing::warn!(agent = %s.peer.agent.id, error = %e, report = what, "could not store a report; the next one is");
+            Ok(())
+        }
+        other => other,
     }
 }
 
