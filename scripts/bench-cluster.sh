@@ -31,26 +31,16 @@ free_port() {
 }
 
 # A throwaway PostgreSQL, as scripts/test.sh starts one.
-PGBIN=$(compgen -G '/usr/lib/postgresql/*/bin' | sort -V | tail -1)
-PGDIR=$(mktemp -d /tmp/nxmesh-bench-pg.XXXXXX)
-PGPORT=$(free_port)
-as_pg=()
-if [ "$(id -u)" -eq 0 ]; then
-    id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
-    chown postgres "$PGDIR"
-    as_pg=(runuser -u postgres --)
-fi
-"${as_pg[@]}" "$PGBIN/initdb" -D "$PGDIR/data" -U nxmesh --auth=trust -E UTF8 >"$PGDIR/initdb.log"
-"${as_pg[@]}" "$PGBIN/pg_ctl" -D "$PGDIR/data" -l "$PGDIR/server.log" -w \
-    -o "-p $PGPORT -k $PGDIR -c listen_addresses=127.0.0.1 -c max_connections=300" start >/dev/null
+# shellcheck source=scripts/lib/postgres.sh
+. scripts/lib/postgres.sh
+start_postgres
 
 PIDS=()
 BENCH_PID=
 cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     if [ -n "$BENCH_PID" ]; then kill "$BENCH_PID" 2>/dev/null || true; fi
-    "${as_pg[@]}" "$PGBIN/pg_ctl" -D "$PGDIR/data" -m fast stop >/dev/null 2>&1 || true
-    rm -rf "$PGDIR"
+    stop_postgres
 }
 trap cleanup EXIT
 

@@ -585,6 +585,38 @@ impl Receipts {
     }
 }
 
+/// The content of `path` once the calling script has written it whole (it
+/// ends with a newline).
+async fn written_by_script(path: &std::path::Path, limit: Duration) -> anyhow::Result<String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(s) = std::fs::read_to_string(path)
+            && s.ends_with('\n')
+        {
+            return Ok(s);
+        }
+        if Instant::now() > deadline {
+            bail!("{} not written within {limit:?}", path.display());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until all `n` agents have an open session.
+async fn all_connected(fleet: &Fleet, n: usize, limit: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    while fleet.connected.load(Ordering::Relaxed) < n {
+        if Instant::now() > deadline {
+            bail!(
+                "only {} of {n} agents reconnected",
+                fleet.connected.load(Ordering::Relaxed)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -878,18 +910,9 @@ async fn main() -> anyhow::Result<()> {
             .filter(|s| s.on.load(Ordering::Relaxed) == masters - 1)
             .count();
         std::fs::write(dir.join("ready-for-kill"), b"")?;
-        let deadline = Instant::now() + limit;
-        let content = loop {
-            if let Ok(s) = std::fs::read_to_string(&killed)
-                && s.ends_with('\n')
-            {
-                break s;
-            }
-            if Instant::now() > deadline {
-                bail!("the master was not killed within {limit:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        let content = written_by_script(&killed, limit)
+            .await
+            .context("the master was not killed")?;
         // "KILL_UNIX_MS\n", written right after the SIGKILL.
         let killed_ms: i64 = content.trim().parse()?;
         let since_kill = Duration::from_millis(u64::try_from(now_ms() - killed_ms).unwrap_or(0));
@@ -908,16 +931,7 @@ async fn main() -> anyhow::Result<()> {
         let changed = Instant::now();
         let _ = receipts.wait(&affected, change, changed, limit).await?;
         let converged = kill_at.elapsed();
-        let deadline = Instant::now() + limit;
-        while fleet.connected.load(Ordering::Relaxed) < n {
-            if Instant::now() > deadline {
-                bail!(
-                    "only {} of {n} agents reconnected",
-                    fleet.connected.load(Ordering::Relaxed)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        all_connected(&fleet, n, limit).await?;
         let reconnected = kill_at.elapsed();
         let on_survivors = sims
             .iter()
@@ -947,18 +961,9 @@ async fn main() -> anyhow::Result<()> {
         let restarted = dir.join("restarted");
         let _ = std::fs::remove_file(&restarted);
         std::fs::write(dir.join("ready-for-restart"), b"")?;
-        let deadline = Instant::now() + limit;
-        let content = loop {
-            if let Ok(s) = std::fs::read_to_string(&restarted)
-                && s.ends_with('\n')
-            {
-                break s;
-            }
-            if Instant::now() > deadline {
-                bail!("the master was not restarted within {limit:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        let content = written_by_script(&restarted, limit)
+            .await
+            .context("the master was not restarted")?;
         // "PID START_UNIX_MS\n", written right after the new master started.
         let mut parts = content.split_whitespace();
         let pid: u32 = parts.next().context("no pid")?.parse()?;
@@ -989,15 +994,7 @@ async fn main() -> anyhow::Result<()> {
         let changed = Instant::now();
         let _ = receipts.wait(&affected, change, changed, limit).await?;
         let converged = new_start.elapsed();
-        while fleet.connected.load(Ordering::Relaxed) < n {
-            if Instant::now() > deadline {
-                bail!(
-                    "only {} of {n} agents reconnected",
-                    fleet.connected.load(Ordering::Relaxed)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        all_connected(&fleet, n, limit).await?;
         let reconnected = new_start.elapsed();
         // Bounded apart from the phase limit: a status the master lost is
         // never re-reported, so the ledger may not reach the fleet.

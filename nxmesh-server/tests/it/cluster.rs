@@ -25,35 +25,15 @@ use nxmesh_core::model::{
     DeploymentMode, Labels, Location, TargetAgents, VirtualHostSpec,
 };
 use nxmesh_core::protocol::{AppliedConfig, Command as AgentCommand, CommandResult, HealthReport};
-use sea_orm::ConnectionTrait as _;
 use tokio::time::Instant;
 use uuid::Uuid;
+
+use crate::support::{Backend, fresh_database};
 
 const EMAIL: &str = "admin@example.com";
 const PASSWORD: &str = "cluster test password";
 /// Long enough for a loaded CI machine; every wait ends as soon as it can.
 const DEADLINE: Duration = Duration::from_secs(60);
-
-/// A fresh database on the test PostgreSQL server, or `None` outside CI
-/// when there is no server.
-async fn database() -> Option<String> {
-    let Ok(server) = std::env::var("NXMESH_TEST_DATABASE_URL") else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "NXMESH_TEST_DATABASE_URL is not set: the cluster tests need PostgreSQL (scripts/test.sh starts one)"
-        );
-        eprintln!("NXMESH_TEST_DATABASE_URL not set; skipping the cluster test outside CI");
-        return None;
-    };
-    let name = format!("cluster_{}", Uuid::new_v4().simple());
-    let admin = sea_orm::Database::connect(&server).await.unwrap();
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap();
-    let base = server.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap();
-    Some(format!("{base}/{name}"))
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -283,7 +263,7 @@ fn tempdir(tag: &str) -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_masters_share_changes_events_and_agents() {
-    let Some(database) = database().await else {
+    let Some(database) = fresh_database(Backend::Postgres).await else {
         return;
     };
     let root = tempdir("cluster");
