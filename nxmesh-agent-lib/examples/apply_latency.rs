@@ -9,9 +9,12 @@
 #![allow(clippy::print_stdout)]
 
 use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use nxmesh_agent_lib::nginx::NginxMode;
+use nxmesh_agent_lib::pipeline::{ApplyHook, ApplyStep, HookAbort};
 use nxmesh_agent_lib::{ConfigApplier, NginxRuntime, RuntimeConfig};
 use nxmesh_core::config::{ConfigApplyStatus, ConfigUpdate, VirtualHostConfig};
 use nxmesh_core::model::{Location, VirtualHostSpec};
@@ -58,6 +61,41 @@ fn update(version: i64, blocks: usize, port: u16) -> ConfigUpdate {
     }
 }
 
+/// Records when each step of an apply is reached, for the breakdown.
+#[derive(Debug, Default)]
+struct Steps(Mutex<Vec<(ApplyStep, Instant)>>);
+
+impl ApplyHook for Steps {
+    fn at(&self, step: ApplyStep, _tree: &Path) -> Result<(), HookAbort> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((step, Instant::now()));
+        Ok(())
+    }
+}
+
+/// The phases reported, each ending at a step (`None`: the apply's end).
+const PHASES: &[(&str, Option<ApplyStep>)] = &[
+    ("render+stage", Some(ApplyStep::Staged)),
+    ("nginx -t", Some(ApplyStep::Validated)),
+    ("commit+switch", Some(ApplyStep::Switched)),
+    ("reload+confirm", Some(ApplyStep::Reloaded)),
+    ("record", Some(ApplyStep::Recorded)),
+    ("gc", None),
+];
+
+/// Nearest-rank percentile of sorted `times`.
+fn pick(times: &[Duration], q: f64) -> Duration {
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    let i = ((q * times.len() as f64).ceil() as usize).clamp(1, times.len()) - 1;
+    times[i]
+}
+
 fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -89,33 +127,59 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         config.listen_address = Some("127.0.0.1".parse()?);
         config.status_port = free_port()?;
         config.worker_shutdown_timeout_secs = 2;
-        let rt = NginxRuntime::open(config).await?;
+        let steps = Arc::new(Steps::default());
+        let rt = NginxRuntime::open_with_hook(config, Some(steps.clone())).await?;
         rt.ensure_started().await?;
         let port = free_port()?;
         let mut times = Vec::with_capacity(runs);
+        let mut phases: Vec<Vec<Duration>> = vec![Vec::with_capacity(runs); PHASES.len()];
         for v in 1..=runs {
             let u = update(i64::try_from(v)?, blocks, port);
+            steps
+                .0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clear();
             let t = Instant::now();
             let out = rt.apply(u).await;
-            times.push(t.elapsed());
+            let end = Instant::now();
+            times.push(end - t);
             if out.status != ConfigApplyStatus::Success {
                 return Err(format!("apply failed: {out:?}").into());
             }
+            let seen = steps
+                .0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            let mut from = t;
+            for (i, (_, until)) in PHASES.iter().enumerate() {
+                let to = match until {
+                    Some(step) => seen
+                        .iter()
+                        .find(|(s, _)| s == step)
+                        .map(|(_, at)| *at)
+                        .ok_or("a step was not reached")?,
+                    None => end,
+                };
+                phases[i].push(to - from);
+                from = to;
+            }
         }
         times.sort();
-        let pick = |q: f64| {
-            // Nearest-rank percentile.
-            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-            let i = ((q * times.len() as f64).ceil() as usize).clamp(1, times.len()) - 1;
-            times[i]
-        };
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         println!(
             "{blocks} server blocks, {runs} applies: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-            ms(pick(0.5)),
-            ms(pick(0.99)),
+            ms(pick(&times, 0.5)),
+            ms(pick(&times, 0.99)),
             ms(times[times.len() - 1])
         );
+        let mut parts = Vec::new();
+        for ((name, _), mut p) in PHASES.iter().zip(phases) {
+            p.sort();
+            parts.push(format!("{name} {:.1}", ms(pick(&p, 0.5))));
+        }
+        println!("  p50 by phase (ms): {}", parts.join(", "));
         rt.nginx().stop(true, Duration::from_secs(5)).await?;
     }
     Ok(())

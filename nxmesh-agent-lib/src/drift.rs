@@ -31,15 +31,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
+use nxmesh_core::config::{ConfigApplyStatus, ConfigUpdate};
 use nxmesh_core::event::AlertSeverity;
 use nxmesh_core::generator::{self, RenderedFile};
 use nxmesh_core::model::Timestamp;
-use nxmesh_core::protocol::{AgentEvent, Alert, HealthReport};
+use nxmesh_core::protocol::{AgentEvent, Alert, AppliedConfig, HealthReport};
 use tokio_util::sync::CancellationToken;
 
 use crate::nginx::{self, NginxError};
 use crate::pipeline::NginxRuntime;
-use crate::runtime::HealthSource;
+use crate::runtime::{ApplyOutcome, ConfigApplier, HealthSource};
 use crate::telemetry::EventQueue;
 
 /// Event type of a detected drift.
@@ -175,8 +176,6 @@ struct Inner {
     config: DriftConfig,
     events: EventQueue,
     status: Mutex<DriftStatus>,
-    /// One check at a time (the periodic loop and explicit checks).
-    checking: tokio::sync::Mutex<()>,
 }
 
 /// Checks the live tree; see the module documentation. Cheap to clone.
@@ -273,7 +272,6 @@ impl DriftDetector {
                 config,
                 events,
                 status: Mutex::new(DriftStatus::default()),
-                checking: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -320,9 +318,13 @@ impl DriftDetector {
     }
 
     /// Checks the live tree once, and reverts or reports a drift.
+    ///
+    /// The whole check holds the runtime's apply lock, so that a tree an
+    /// apply is switching to is never mistaken for drift, and a revert
+    /// never races an apply.
     pub async fn check(&self) -> io::Result<CheckOutcome> {
-        let _one = self.inner.checking.lock().await;
         let rt = &self.inner.runtime;
+        let _serial = rt.lock_applies().await;
         let Some(lkg) = rt.last_known_good() else {
             return Ok(CheckOutcome::NothingApplied);
         };
@@ -472,17 +474,11 @@ impl DriftDetector {
         (tree_checksum(&tree) == checksum).then_some(tree)
     }
 
-    /// Restores tree `checksum` from the pristine copy, under the apply
-    /// lock; the error is the reason, for the event and the health report.
+    /// Restores tree `checksum` from the pristine copy; the caller holds
+    /// the apply lock. The error is the reason, for the event and the
+    /// health report.
     async fn revert(&self, checksum: &str) -> Result<(), String> {
         let rt = &self.inner.runtime;
-        let _serial = rt.lock_applies().await;
-        // An apply may have finished while this check ran.
-        if rt.last_known_good().is_none_or(|l| l.checksum != checksum) {
-            return Err(
-                "the applied configuration changed during the check; checking again".to_owned(),
-            );
-        }
         let Some(good) = self.read_snapshot(checksum).await else {
             return Err(
                 "there is no verified pristine copy of the last known good tree".to_owned(),
@@ -551,6 +547,40 @@ impl DriftDetector {
                 .map_err(|e| format!("restored the tree, but the reload failed: {e}"))?;
         }
         Ok(())
+    }
+}
+
+/// A [`ConfigApplier`] that checks the live tree right after every
+/// successful apply, so that the pristine copy of a new tree is taken at
+/// once rather than at the next periodic check (an edit before that could
+/// not be reverted).
+#[derive(Debug, Clone)]
+pub struct CheckAfterApply<A> {
+    inner: A,
+    drift: DriftDetector,
+}
+
+impl<A> CheckAfterApply<A> {
+    /// `inner`'s applies, each followed by a check of `drift`.
+    pub fn new(inner: A, drift: DriftDetector) -> Self {
+        CheckAfterApply { inner, drift }
+    }
+}
+
+#[async_trait]
+impl<A: ConfigApplier> ConfigApplier for CheckAfterApply<A> {
+    async fn apply(&self, update: ConfigUpdate) -> ApplyOutcome {
+        let out = self.inner.apply(update).await;
+        if out.status == ConfigApplyStatus::Success
+            && let Err(e) = self.drift.check().await
+        {
+            tracing::warn!(error = %e, "cannot check the live tree after the apply");
+        }
+        out
+    }
+
+    fn applied(&self) -> Option<AppliedConfig> {
+        self.inner.applied()
     }
 }
 

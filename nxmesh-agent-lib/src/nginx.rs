@@ -309,6 +309,10 @@ impl Nginx {
         let master = self.status().await.ok_or(NginxError::NotRunning)?;
         let old = worker_pids(master.pid);
         let offset = log_len(&self.paths.error_log);
+        // Workers of a reload already in flight (say, one a killed agent
+        // sent just before) are not this reload's: only workers started
+        // after this signal confirm it.
+        let since = boot_ticks_now();
         signal(master.pid, Signal::SIGHUP)?;
         crate::failpoint::hit("reload.signalled");
         let deadline = Instant::now() + self.confirm.timeout;
@@ -339,7 +343,7 @@ impl Nginx {
                     "the nginx master exited during the reload".to_owned(),
                 ));
             }
-            if new_seen.is_none() && !worker_pids(master.pid).is_subset(&old) {
+            if new_seen.is_none() && started_since(master.pid, &old, since) {
                 new_seen = Some(Instant::now());
             }
             if new_seen.is_some_and(|t| t.elapsed() >= self.confirm.settle) {
@@ -482,6 +486,33 @@ impl ProcStat {
         let up = (boot_uptime - started).max(0.0) as u64;
         up
     }
+}
+
+/// Whether `master` has a worker that is not in `old` and (when `since` is
+/// known) started at or after clock tick `since`.
+fn started_since(master: i32, old: &BTreeSet<i32>, since: Option<u64>) -> bool {
+    worker_pids(master).iter().any(|pid| {
+        !old.contains(pid)
+            && since.is_none_or(|t| ProcStat::read(*pid).is_some_and(|s| s.start_ticks >= t))
+    })
+}
+
+/// Now, in clock ticks after boot (the unit of `ProcStat::start_ticks`).
+fn boot_ticks_now() -> Option<u64> {
+    let up: f64 = std::fs::read_to_string("/proc/uptime")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    // Whole ticks; /proc/uptime has the same 10 ms resolution.
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    let ticks = (up * clock_ticks() as f64) as u64;
+    Some(ticks)
 }
 
 fn clock_ticks() -> u64 {

@@ -706,8 +706,20 @@ impl NginxRuntime {
             return aborted(ApplyStep::Recorded, Some(state.checksum));
         }
         let store = inner.store.clone();
-        if let Err(e) = blocking(move || store.collect_garbage()).await {
-            tracing::warn!(error = %e, "cannot remove old trees");
+        match blocking(move || store.retire_old_trees()).await {
+            // Removing a thousand files takes a while on a busy disk and
+            // nothing waits for it: it runs after the outcome.
+            Ok(trash) if !trash.is_empty() => {
+                tokio::task::spawn_blocking(move || {
+                    for dir in trash {
+                        if let Err(e) = std::fs::remove_dir_all(&dir) {
+                            tracing::warn!(dir = %dir.display(), error = %e, "cannot remove an old tree");
+                        }
+                    }
+                });
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot remove old trees"),
         }
         ApplyOutcome::success(state.checksum)
     }

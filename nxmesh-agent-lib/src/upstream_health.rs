@@ -202,6 +202,8 @@ struct State {
     kept: BTreeMap<Uuid, DownServer>,
     /// Why the last health-driven reload failed, until one succeeds.
     reload_error: Option<String>,
+    /// Health-driven re-renders attempted.
+    reloads: u64,
 }
 
 /// The active health checker of one [`NginxRuntime`]. Cheap to clone;
@@ -227,6 +229,13 @@ impl UpstreamHealth {
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         // Plain counters: a panic elsewhere cannot leave them inconsistent.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How many health-driven re-renders were attempted (each is one
+    /// `nginx -t` and one reload at most): changes are coalesced, so this
+    /// counts verdict changes that reached nginx, not probes.
+    pub fn reloads(&self) -> u64 {
+        self.state().reloads
     }
 
     /// Every probed server, by upstream id and address.
@@ -456,6 +465,7 @@ impl UpstreamHealth {
 
     fn reloaded(&self, desired: &BTreeSet<DownServer>, outcome: &ApplyOutcome) {
         let mut s = self.state();
+        s.reloads += 1;
         if outcome.status == nxmesh_core::config::ConfigApplyStatus::Success {
             tracing::info!(down = desired.len(), "upstream health verdict applied");
             s.reload_error = None;
@@ -474,16 +484,7 @@ impl UpstreamHealth {
 /// status when it is `2xx` or `3xx`, otherwise why it failed.
 pub async fn probe(address: &str, path: &str, timeout: Duration) -> Result<u16, String> {
     let run = async {
-        let host = address
-            .rsplit_once(':')
-            .map_or(address, |(h, _)| h)
-            .trim_start_matches('[')
-            .trim_end_matches(']');
-        let host = if address.starts_with("unix:") {
-            "localhost"
-        } else {
-            host
-        };
+        let host = host_header(address);
         let request = format!(
             "GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: nxmesh-agent\r\n\
              Connection: close\r\n\r\n"
@@ -509,6 +510,18 @@ pub async fn probe(address: &str, path: &str, timeout: Duration) -> Result<u16, 
     tokio::time::timeout(timeout, run)
         .await
         .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")))
+}
+
+/// The `Host` header for a probe of `address`: the host part as written
+/// (`[v6]` keeps its brackets), `localhost` for a unix socket.
+fn host_header(address: &str) -> &str {
+    if address.starts_with("unix:") {
+        return "localhost";
+    }
+    if address.starts_with('[') {
+        return address.find(']').map_or(address, |i| &address[..=i]);
+    }
+    address.rsplit_once(':').map_or(address, |(h, _)| h)
 }
 
 async fn exchange<S>(mut s: S, request: &[u8]) -> Result<Vec<u8>, String>
@@ -640,6 +653,14 @@ mod tests {
         );
         u.upstreams[0].spec.health_check.as_mut().unwrap().enabled = false;
         assert!(targets(&u).is_empty());
+    }
+
+    #[test]
+    fn host_headers() {
+        assert_eq!(host_header("10.0.0.1:8080"), "10.0.0.1");
+        assert_eq!(host_header("api.internal:80"), "api.internal");
+        assert_eq!(host_header("[::1]:8080"), "[::1]");
+        assert_eq!(host_header("unix:/run/app.sock"), "localhost");
     }
 
     #[test]

@@ -8,25 +8,24 @@
 //! Configuration does not queue: each stream has one slot holding the
 //! newest configuration it has not sent yet, so a push never waits for a
 //! slow agent, and an agent that falls behind gets only the latest version
-//! (versions are complete configurations, never deltas).
+//! (versions are complete configurations, never deltas). The slot holds the
+//! content shared by every agent with the same configuration, encoded once
+//! (`crate::wire`), and this agent's version of it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use nxmesh_core::config::ConfigUpdate;
 use nxmesh_core::protocol::{Command, CommandKind, CommandResult, MasterPayload};
 use nxmesh_core::transport::{AgentSender, TransportError};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use uuid::Uuid;
+
+use crate::wire::SharedConfig;
 
 /// Messages queued per agent before a slow stream is considered stuck.
 const QUEUE: usize = 64;
-/// Configurations copied out of their shared content and not yet taken
-/// by their stream's encoder, over all streams: bounds the memory of a
-/// rollout to thousands of agents to about this many copies at a time.
-const IN_FLIGHT: usize = 256;
 
 /// Why a command got no answer.
 #[derive(Debug, thiserror::Error)]
@@ -39,49 +38,43 @@ pub enum CommandError {
     Timeout(Duration),
 }
 
-/// The newest configuration a stream has not sent yet: the content,
-/// shared by every agent with the same configuration, and this agent's
-/// version of it. The stream makes its own copy only when it sends, so a
-/// rollout to thousands of agents holds one copy per label set, not one
-/// per agent.
+/// The newest configuration a stream has not sent yet.
 #[derive(Default)]
 struct ConfigSlot {
-    pending: Mutex<Option<(Arc<ConfigUpdate>, i64)>>,
+    pending: Mutex<Option<(Arc<SharedConfig>, i64)>>,
     ready: Notify,
 }
 
 impl ConfigSlot {
-    /// Keeps `update` at `version` unless a newer version is already
+    /// Keeps `config` at `version` unless a newer version is already
     /// waiting.
-    fn offer(&self, update: Arc<ConfigUpdate>, version: i64) {
+    fn offer(&self, config: Arc<SharedConfig>, version: i64) {
         let mut pending = self
             .pending
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if pending.as_ref().is_none_or(|(_, v)| *v < version) {
-            *pending = Some((update, version));
+            *pending = Some((config, version));
             drop(pending);
             self.ready.notify_one();
         }
     }
 
-    fn has_pending(&self) -> bool {
+    fn take(&self) -> Option<(Arc<SharedConfig>, i64)> {
         self.pending
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .is_some()
+            .take()
     }
+}
 
-    fn take(&self) -> Option<Box<ConfigUpdate>> {
-        let (shared, version) = self
-            .pending
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()?;
-        let mut update = Box::new(Arc::unwrap_or_clone(shared));
-        update.version = version;
-        Some(update)
-    }
+/// What a stream sends next.
+#[derive(Debug)]
+pub enum Next {
+    /// A queued message (a command).
+    Message(MasterPayload),
+    /// The newest configuration, at this agent's version.
+    Config(Arc<SharedConfig>, i64),
 }
 
 /// What one open stream sends: queued messages and the newest
@@ -89,7 +82,6 @@ impl ConfigSlot {
 pub struct Outbound {
     queue: mpsc::Receiver<MasterPayload>,
     config: Arc<ConfigSlot>,
-    in_flight: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for Outbound {
@@ -99,19 +91,14 @@ impl std::fmt::Debug for Outbound {
 }
 
 impl Outbound {
-    /// The next message to send, `None` once the stream is detached. A
-    /// configuration comes with a permit of the fleet's in-flight bound:
-    /// drop it once the message is handed to the encoder.
-    pub async fn next(&mut self) -> Option<(MasterPayload, Option<OwnedSemaphorePermit>)> {
+    /// The next message to send, `None` once the stream is detached.
+    pub async fn next(&mut self) -> Option<Next> {
         loop {
-            if self.config.has_pending() {
-                let permit = self.in_flight.clone().acquire_owned().await.ok();
-                if let Some(update) = self.config.take() {
-                    return Some((MasterPayload::ConfigUpdate(update), permit));
-                }
+            if let Some((config, version)) = self.config.take() {
+                return Some(Next::Config(config, version));
             }
             tokio::select! {
-                message = self.queue.recv() => return message.map(|m| (m, None)),
+                message = self.queue.recv() => return message.map(Next::Message),
                 () = self.config.ready.notified() => {}
             }
         }
@@ -125,22 +112,11 @@ struct Link {
 }
 
 /// Connected agents and pending commands.
+#[derive(Default)]
 pub struct Fleet {
     agents: Mutex<HashMap<Uuid, Link>>,
-    in_flight: Arc<Semaphore>,
     generation: std::sync::atomic::AtomicU64,
     pending: Mutex<HashMap<String, oneshot::Sender<CommandResult>>>,
-}
-
-impl Default for Fleet {
-    fn default() -> Self {
-        Fleet {
-            agents: Mutex::default(),
-            in_flight: Arc::new(Semaphore::new(IN_FLIGHT)),
-            generation: std::sync::atomic::AtomicU64::default(),
-            pending: Mutex::default(),
-        }
-    }
 }
 
 impl std::fmt::Debug for Fleet {
@@ -167,14 +143,7 @@ impl Fleet {
                 config: config.clone(),
             },
         );
-        (
-            Outbound {
-                queue: rx,
-                config,
-                in_flight: self.in_flight.clone(),
-            },
-            generation,
-        )
+        (Outbound { queue: rx, config }, generation)
     }
 
     /// Forgets the stream of `agent_id` if it is still `generation` (a newer
@@ -203,22 +172,22 @@ impl Fleet {
         self.lock_agents().len()
     }
 
-    /// Queues `update` at `version` for `agent_id` (its `version` field is
-    /// ignored): like sending a `ConfigUpdate`, with the content shared
-    /// with other agents until the stream sends it.
+    /// Queues `config` at `version` for `agent_id`: like sending a
+    /// `ConfigUpdate`, with the content (and its encoding) shared with the
+    /// other agents that receive it.
     pub fn offer_config(
         &self,
         agent_id: Uuid,
-        update: Arc<ConfigUpdate>,
+        config: Arc<SharedConfig>,
         version: i64,
     ) -> Result<(), TransportError> {
-        let config = self
+        let slot = self
             .lock_agents()
             .get(&agent_id)
             .filter(|l| !l.queue.is_closed())
             .map(|l| l.config.clone())
             .ok_or(TransportError::NotConnected(agent_id))?;
-        config.offer(update, version);
+        slot.offer(config, version);
         Ok(())
     }
 
@@ -290,7 +259,7 @@ impl AgentSender for Fleet {
         match payload {
             MasterPayload::ConfigUpdate(update) => {
                 let version = update.version;
-                config.offer(Arc::from(update), version);
+                config.offer(Arc::new(SharedConfig::new(*update)), version);
                 Ok(())
             }
             other => tx
@@ -324,7 +293,7 @@ mod tests {
         let (mut rx, _) = fleet.attach(agent);
         let f = fleet.clone();
         let answer = tokio::spawn(async move {
-            let Some((MasterPayload::Command(c), _)) = rx.next().await else {
+            let Some(Next::Message(MasterPayload::Command(c))) = rx.next().await else {
                 panic!("expected a command")
             };
             f.complete(CommandResult {
@@ -354,7 +323,7 @@ mod tests {
     }
 
     fn update(version: i64) -> MasterPayload {
-        MasterPayload::ConfigUpdate(Box::new(ConfigUpdate {
+        MasterPayload::ConfigUpdate(Box::new(nxmesh_core::config::ConfigUpdate {
             config_id: format!("cfg-{version}"),
             version,
             virtual_hosts: Vec::new(),
@@ -364,15 +333,9 @@ mod tests {
         }))
     }
 
-    fn version(payload: Option<(MasterPayload, Option<OwnedSemaphorePermit>)>) -> i64 {
-        match payload {
-            Some((MasterPayload::ConfigUpdate(u), permit)) => {
-                assert!(
-                    permit.is_some(),
-                    "a configuration holds an in-flight permit"
-                );
-                u.version
-            }
+    fn version(next: Option<Next>) -> i64 {
+        match next {
+            Some(Next::Config(_, version)) => version,
             other => panic!("expected a configuration, got {other:?}"),
         }
     }

@@ -24,17 +24,18 @@ use nxmesh_core::protocol::{
 use nxmesh_core::storage::{AgentIdentity, AgentStateRecord, StorageError};
 use nxmesh_core::transport::{AgentSender as _, EventEnvelope, EventPublisher as _};
 use nxmesh_proto::pb;
-use nxmesh_proto::pb::agent_service_server::AgentServiceServer;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt as _};
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
 use crate::auth::{hash_secret, new_secret};
+use crate::fleet::Next;
 use crate::reports::ReportWriter;
 use crate::rollout::build_config;
 use crate::state::AppState;
+use crate::wire::{AgentServer, Outgoing};
 
 /// Prefix of durable agent credentials.
 pub const CREDENTIAL_PREFIX: &str = "nxmesh_cred_";
@@ -83,9 +84,10 @@ impl AgentService {
         }
     }
 
-    /// The tonic server for it.
-    pub fn into_server(self) -> AgentServiceServer<AgentService> {
-        AgentServiceServer::new(self)
+    /// The tonic server for it: `Stream` writes configurations encoded
+    /// once for many agents (see [`crate::wire`]).
+    pub fn into_server(self) -> AgentServer {
+        AgentServer::new(self)
     }
 }
 
@@ -139,16 +141,9 @@ fn internal(e: StorageError) -> Status {
 
 type MasterStream = Pin<Box<dyn Stream<Item = Result<pb::MasterMessage, Status>> + Send + 'static>>;
 
-/// A message for the stream's encoder, with what tells the sender that
-/// the encoder took it.
-type Outgoing = (
-    Result<pb::MasterMessage, Status>,
-    Option<oneshot::Sender<()>>,
-);
-
-/// The longest a stream holds a configuration's in-flight permit (see
-/// `Fleet`) waiting for its encoder.
-const IN_FLIGHT_HOLD: Duration = Duration::from_secs(2);
+/// What the served `Stream` method writes (see [`crate::wire`]).
+pub(crate) type OutgoingStream =
+    Pin<Box<dyn Stream<Item = Result<Outgoing, Status>> + Send + 'static>>;
 
 fn master(payload: MasterPayload) -> pb::MasterMessage {
     MasterMessage {
@@ -159,14 +154,14 @@ fn master(payload: MasterPayload) -> pb::MasterMessage {
 }
 
 /// A refused registration: the answer, then `FAILED_PRECONDITION`.
-fn refuse(message: &str) -> MasterStream {
+fn refuse(message: &str) -> OutgoingStream {
     let resp = master(MasterPayload::RegistrationResponse(
         RegistrationResponse::Rejected {
             error_message: message.to_owned(),
         },
     ));
     Box::pin(tokio_stream::iter(vec![
-        Ok(resp),
+        Ok(Outgoing::Message(Box::new(resp))),
         Err(Status::failed_precondition(message.to_owned())),
     ]))
 }
@@ -526,10 +521,66 @@ fn ack() -> pb::Ack {
 impl pb::agent_service_server::AgentService for AgentService {
     type StreamStream = MasterStream;
 
+    /// The generic path (the served one is [`AgentService::open_stream`]
+    /// through [`AgentServer`]): the same stream, as generated messages.
     async fn stream(
         &self,
         request: Request<Streaming<pb::AgentMessage>>,
     ) -> Result<Response<Self::StreamStream>, Status> {
+        let response = self.open_stream(request).await?;
+        let (meta, stream, ext) = response.into_parts();
+        let messages: MasterStream =
+            Box::pin(stream.map(|item| item.and_then(Outgoing::into_message)));
+        Ok(Response::from_parts(meta, messages, ext))
+    }
+
+    async fn report_health(
+        &self,
+        request: Request<pb::HealthReport>,
+    ) -> Result<Response<pb::Ack>, Status> {
+        let agent = unary_agent(&self.state, request.metadata()).await?;
+        let report = HealthReport::try_from(request.into_inner())
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let peer = self.peer(agent).await?;
+        let ledger = self
+            .state
+            .store
+            .agent_ledger(peer.agent.id)
+            .await
+            .map_err(internal)?;
+        let mut s = Session {
+            peer,
+            alerts: BTreeSet::new(),
+            last_failed: ledger.failed(),
+            pushed: HashMap::new(),
+        };
+        self.on_health(&mut s, report).await.map_err(internal)?;
+        Ok(Response::new(ack()))
+    }
+
+    async fn report_metrics(
+        &self,
+        request: Request<pb::MetricsBatch>,
+    ) -> Result<Response<pb::Ack>, Status> {
+        let agent = unary_agent(&self.state, request.metadata()).await?;
+        let batch = nxmesh_core::protocol::MetricsBatch::try_from(request.into_inner())
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        self.state
+            .store
+            .insert_metrics(agent.id, &batch)
+            .await
+            .map_err(internal)?;
+        Ok(Response::new(ack()))
+    }
+}
+
+impl AgentService {
+    /// Serves one agent's stream: registration, then its messages in and
+    /// its configuration and commands out, until it ends.
+    pub(crate) async fn open_stream(
+        &self,
+        request: Request<Streaming<pb::AgentMessage>>,
+    ) -> Result<Response<OutgoingStream>, Status> {
         self.admission.admit().await?;
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(REGISTRATION_TIMEOUT, inbound.message())
@@ -579,19 +630,16 @@ impl pb::agent_service_server::AgentService for AgentService {
         )
         .await;
 
-        // Each message travels with the in-flight permit of a configuration
-        // (see `Fleet`), released when the encoder takes it.
-        let (out, out_rx) = mpsc::channel::<Outgoing>(64);
+        let (out, out_rx) = mpsc::channel::<Result<Outgoing, Status>>(64);
         let heartbeat = self.settings.heartbeat_interval;
         let welcome = RegistrationResponse::Accepted {
             agent_id: id,
             heartbeat_interval_seconds: i64::try_from(heartbeat.as_secs()).unwrap_or(10).max(1),
             agent_credential: credential,
         };
-        out.send((
-            Ok(master(MasterPayload::RegistrationResponse(welcome))),
-            None,
-        ))
+        out.send(Ok(Outgoing::Message(Box::new(master(
+            MasterPayload::RegistrationResponse(welcome),
+        )))))
         .await
         .map_err(|_| Status::cancelled("the agent went away"))?;
 
@@ -600,27 +648,19 @@ impl pb::agent_service_server::AgentService for AgentService {
         let pushed_tx = Arc::new(std::sync::Mutex::new(Vec::<i64>::new()));
         let pushed_log = pushed_tx.clone();
         tokio::spawn(async move {
-            while let Some((payload, permit)) = outbound.next().await {
-                if let MasterPayload::ConfigUpdate(u) = &payload {
-                    pushed_log
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .push(u.version);
-                }
-                let (taken, on_taken) = oneshot::channel();
-                if forward
-                    .send((Ok(master(payload)), Some(taken)))
-                    .await
-                    .is_err()
-                {
+            while let Some(next) = outbound.next().await {
+                let message = match next {
+                    Next::Message(payload) => Outgoing::Message(Box::new(master(payload))),
+                    Next::Config(config, version) => {
+                        pushed_log
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .push(version);
+                        Outgoing::config(config, version)
+                    }
+                };
+                if forward.send(Ok(message)).await.is_err() {
                     break;
-                }
-                if let Some(permit) = permit {
-                    // Hold the fleet's in-flight permit until the encoder
-                    // takes the message, but never for long: a stream that
-                    // does not read must not stall everyone else's pushes.
-                    let _ = tokio::time::timeout(IN_FLIGHT_HOLD, on_taken).await;
-                    drop(permit);
                 }
             }
         });
@@ -670,7 +710,7 @@ impl pb::agent_service_server::AgentService for AgentService {
                     Ok(Ok(Some(msg))) => {
                         if let Err(status) = svc.on_message(&mut session, msg).await {
                             tracing::warn!(agent = %id, error = %status, "ending the agent's stream");
-                            let _ = out.send((Err(status), None)).await;
+                            let _ = out.send(Err(status)).await;
                             break "protocol_error";
                         }
                     }
@@ -704,52 +744,6 @@ impl pb::agent_service_server::AgentService for AgentService {
                 .await;
             }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(out_rx).map(
-            |(message, taken)| {
-                if let Some(taken) = taken {
-                    let _ = taken.send(());
-                }
-                message
-            },
-        ))))
-    }
-
-    async fn report_health(
-        &self,
-        request: Request<pb::HealthReport>,
-    ) -> Result<Response<pb::Ack>, Status> {
-        let agent = unary_agent(&self.state, request.metadata()).await?;
-        let report = HealthReport::try_from(request.into_inner())
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let peer = self.peer(agent).await?;
-        let ledger = self
-            .state
-            .store
-            .agent_ledger(peer.agent.id)
-            .await
-            .map_err(internal)?;
-        let mut s = Session {
-            peer,
-            alerts: BTreeSet::new(),
-            last_failed: ledger.failed(),
-            pushed: HashMap::new(),
-        };
-        self.on_health(&mut s, report).await.map_err(internal)?;
-        Ok(Response::new(ack()))
-    }
-
-    async fn report_metrics(
-        &self,
-        request: Request<pb::MetricsBatch>,
-    ) -> Result<Response<pb::Ack>, Status> {
-        let agent = unary_agent(&self.state, request.metadata()).await?;
-        let batch = nxmesh_core::protocol::MetricsBatch::try_from(request.into_inner())
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        self.state
-            .store
-            .insert_metrics(agent.id, &batch)
-            .await
-            .map_err(internal)?;
-        Ok(Response::new(ack()))
+        Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
     }
 }

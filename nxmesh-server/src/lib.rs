@@ -21,5 +21,6 @@ mod reports;
 pub mod rollout;
 pub mod secrets;
 pub mod state;
+pub mod wire;
 
 pub use state::{ApiSettings, AppState};

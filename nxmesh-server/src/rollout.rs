@@ -24,6 +24,7 @@ use uuid::Uuid;
 use crate::cluster::Cluster;
 use crate::fleet::Fleet;
 use crate::secrets::SecretBox;
+use crate::wire::SharedConfig;
 
 /// How long the coordinator waits for more changes before pushing.
 pub const QUIET_PERIOD: Duration = Duration::from_millis(100);
@@ -148,14 +149,16 @@ async fn deliver(ctx: &Context, versions: Vec<(Uuid, i64)>) -> Result<(), Storag
         .collect();
     // One snapshot per workspace and one configuration per label set.
     let mut snapshots: HashMap<Uuid, Snapshot> = HashMap::new();
-    let mut built: HashMap<(Uuid, &Labels), Arc<ConfigUpdate>> = HashMap::new();
+    let mut built: HashMap<(Uuid, &Labels), Arc<SharedConfig>> = HashMap::new();
     for a in found.values() {
         if let std::collections::hash_map::Entry::Vacant(slot) = snapshots.entry(a.workspace_id) {
             slot.insert(Snapshot::load(ctx.store.as_ref(), &ctx.secrets, a.workspace_id).await?);
         }
-        built
-            .entry((a.workspace_id, &a.labels))
-            .or_insert_with(|| Arc::new(snapshots[&a.workspace_id].config_for(&a.labels)));
+        built.entry((a.workspace_id, &a.labels)).or_insert_with(|| {
+            Arc::new(SharedConfig::new(
+                snapshots[&a.workspace_id].config_for(&a.labels),
+            ))
+        });
     }
     for (agent, version) in connected {
         let Some(a) = found.get(&agent) else {

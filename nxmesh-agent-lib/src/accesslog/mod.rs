@@ -209,6 +209,8 @@ struct Shared {
     /// Request counter and time of the last metrics batch.
     last_metrics: Option<(Instant, u64)>,
     last_rate_nonzero: bool,
+    /// The loss count in the last metrics batch.
+    last_losses: u64,
 }
 
 impl Shared {
@@ -305,6 +307,7 @@ impl AccessLogShipper {
                 metrics_due: Instant::now() + config.metrics_interval,
                 last_metrics: None,
                 last_rate_nonzero: false,
+                last_losses: 0,
             }),
             config,
             data: Notify::new(),
@@ -377,8 +380,11 @@ impl AccessLogShipper {
         let rate = s
             .last_metrics
             .and_then(|(t, n)| metrics::rate(n, requests, now.duration_since(t).as_secs_f64()));
-        let changed = s.last_metrics.is_none_or(|(_, n)| n != requests) || s.last_rate_nonzero;
+        let changed = s.last_metrics.is_none_or(|(_, n)| n != requests)
+            || s.last_rate_nonzero
+            || s.last_losses != s.counters.losses;
         s.last_metrics = Some((now, requests));
+        s.last_losses = s.counters.losses;
         s.last_rate_nonzero = rate.is_some_and(|r| r > 0.0);
         if !changed {
             return None;
@@ -404,6 +410,10 @@ impl AccessLogShipper {
         metrics.push(counter(
             "nxmesh_agent_access_log_lost_bytes_total",
             s.counters.lost_bytes,
+        ));
+        metrics.push(counter(
+            "nxmesh_agent_access_log_losses_total",
+            s.counters.losses,
         ));
         if let Some(a) = active {
             metrics.push(Metric {
@@ -479,11 +489,42 @@ async fn read_loop(inner: Arc<Inner>, tailer: Tailer) {
             )
         };
         if free_lines == 0 || free_bytes == 0 {
-            // The master is away or slow: leave the rest on disk.
+            // The master is away or slow: leave the rest on disk, but keep
+            // noticing rotations, so that a backlog spanning several is
+            // kept (up to the limit) or counted when given up.
             tokio::select! {
                 () = inner.shutdown.cancelled() => break,
-                () = inner.space.notified() => {}
+                () = inner.space.notified() => continue,
                 () = tokio::time::sleep(config.poll_interval) => {}
+            }
+            let Some(mut t) = tailer.take() else { break };
+            let watched = tokio::task::spawn_blocking(move || {
+                let mut items = Vec::new();
+                let r = t.watch(&mut |x| {
+                    match x {
+                        Tailed::Opened(c) => items.push(Item::Opened(c)),
+                        Tailed::Closed(id) => items.push(Item::Closed(id)),
+                        Tailed::Lost { bytes, why, .. } => items.push(Item::Lost { bytes, why }),
+                        // `watch` reads no lines.
+                        Tailed::Line { .. } => {}
+                    }
+                    Flow::Continue
+                });
+                (t, items, r)
+            })
+            .await;
+            match watched {
+                Ok((t, items, r)) => {
+                    tailer = Some(t);
+                    apply_items(&inner, items);
+                    if let Err(e) = r {
+                        tracing::warn!(error = %e, path = %config.path.display(), "cannot watch the access log");
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "the access-log reader failed");
+                    break;
+                }
             }
             continue;
         }
@@ -537,43 +578,7 @@ async fn read_loop(inner: Arc<Inner>, tailer: Tailer) {
         };
         tailer = Some(t);
         let got_lines = items.iter().any(|i| matches!(i, Item::Line(_)));
-        {
-            let mut s = inner.lock();
-            for item in items {
-                match item {
-                    Item::Opened(c) => match s.tracked(c.file) {
-                        Some(t) if t.pending == 0 => {
-                            t.cursor = c;
-                            t.closed = false;
-                        }
-                        Some(t) => t.closed = false,
-                        None => s.files.push(Tracked {
-                            cursor: c,
-                            pending: 0,
-                            closed: false,
-                        }),
-                    },
-                    Item::Line(b) => {
-                        if let Some(t) = s.tracked(b.cursor.file) {
-                            t.pending += 1;
-                        }
-                        s.buffered_bytes += b.size;
-                        s.buffer.push_back(b);
-                    }
-                    Item::Lost { bytes, why } => {
-                        tracing::warn!(bytes, reason = ?why, "access-log bytes given up");
-                        s.counters.lost_bytes += bytes;
-                        s.counters.losses += 1;
-                    }
-                    Item::Closed(id) => {
-                        if let Some(t) = s.tracked(id) {
-                            t.closed = true;
-                        }
-                        s.prune();
-                    }
-                }
-            }
-        }
+        apply_items(&inner, items);
         if got_lines {
             inner.data.notify_one();
         }
@@ -594,6 +599,56 @@ async fn read_loop(inner: Arc<Inner>, tailer: Tailer) {
             tokio::select! {
                 () = inner.shutdown.cancelled() => break,
                 () = tokio::time::sleep(config.poll_interval) => {}
+            }
+        }
+    }
+}
+
+/// Moves what the reader handed over into the shared state.
+fn apply_items(inner: &Inner, items: Vec<Item>) {
+    let mut closed = false;
+    {
+        let mut s = inner.lock();
+        for item in items {
+            match item {
+                Item::Opened(c) => match s.tracked(c.file) {
+                    Some(t) if t.pending == 0 => {
+                        t.cursor = c;
+                        t.closed = false;
+                    }
+                    Some(t) => t.closed = false,
+                    None => s.files.push(Tracked {
+                        cursor: c,
+                        pending: 0,
+                        closed: false,
+                    }),
+                },
+                Item::Line(b) => {
+                    if let Some(t) = s.tracked(b.cursor.file) {
+                        t.pending += 1;
+                    }
+                    s.buffered_bytes += b.size;
+                    s.buffer.push_back(b);
+                }
+                Item::Lost { bytes, why } => {
+                    tracing::warn!(bytes, reason = ?why, "access-log bytes given up");
+                    s.counters.lost_bytes += bytes;
+                    s.counters.losses += 1;
+                }
+                Item::Closed(id) => {
+                    if let Some(t) = s.tracked(id) {
+                        t.closed = true;
+                    }
+                    s.prune();
+                    closed = true;
+                }
+            }
+        }
+        if closed && !inner.shutdown.is_cancelled() {
+            // Forget a finished file now rather than at the next batch,
+            // so that a restart does not look for it.
+            if let Err(e) = s.checkpoint().write(&inner.config.checkpoint_file) {
+                tracing::warn!(error = %e, "cannot write the access-log checkpoint");
             }
         }
     }

@@ -10,6 +10,16 @@
 //! every value that needs no unescaping, and replaces invalid UTF-8 instead
 //! of refusing the line. It also accepts the rest of JSON's string escapes
 //! (`\/`, `\uXXXX` with surrogate pairs) and whitespace between tokens.
+//!
+//! ```
+//! use nxmesh_agent_lib::accesslog::parse::parse_line;
+//!
+//! let line = br#"{"method":"GET","uri":"/a?q=\"x\"","status":404,"body_bytes_sent":12}"#;
+//! let parsed = parse_line(line).unwrap();
+//! assert_eq!(parsed.get("uri"), Some("/a?q=\"x\""));
+//! assert_eq!(parsed.sample().status, 404);
+//! assert_eq!(parsed.sample().body_bytes_sent, 12);
+//! ```
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;

@@ -494,17 +494,9 @@ impl Tailer {
         Ok(true)
     }
 
-    /// Reads what is new and hands it out through `emit`, in file order
-    /// (rotated files first). Stops early when `emit` says so; the rest is
-    /// handed out by the next poll.
-    pub fn poll(&mut self, emit: &mut dyn FnMut(Tailed<'_>) -> Flow) -> io::Result<Progress> {
-        let mut progress = Progress::default();
-        if let Some(checkpoint) = self.restore.take() {
-            self.resume(checkpoint, emit)?;
-        }
-        let max_line = self.config.max_line_bytes;
-
-        // Rotated files first: their lines are older.
+    /// Closes the oldest rotated files beyond the limit, counting what was
+    /// left unread in them.
+    fn limit_rotated(&mut self, emit: &mut dyn FnMut(Tailed<'_>) -> Flow) {
         while self.rotated.len() > self.config.max_rotated {
             if let Some(old) = self.rotated.pop_front() {
                 let unread = old
@@ -519,6 +511,49 @@ impl Tailer {
                 emit(Tailed::Closed(old.id));
             }
         }
+    }
+
+    /// Notices a rotation without handing out lines, for when the consumer
+    /// has no room (the master is away): the renamed file is kept open as
+    /// a rotated file and the new one opened, so that a backlog spanning
+    /// several rotations is kept, up to the limit of rotated files, and
+    /// what has to be given up beyond it is counted ([`Loss::TooManyRotated`])
+    /// instead of never being seen. Emits no [`Tailed::Line`].
+    pub fn watch(&mut self, emit: &mut dyn FnMut(Tailed<'_>) -> Flow) -> io::Result<()> {
+        if let Some(checkpoint) = self.restore.take() {
+            self.resume(checkpoint, emit)?;
+        }
+        let at_path = match fs::metadata(&self.config.path) {
+            Ok(m) => Some(FileId::of(&m)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        if let Some(cur) = &self.current
+            && at_path != Some(cur.id)
+            && let Some(mut old) = self.current.take()
+        {
+            old.grew = Instant::now();
+            self.rotated.push_back(old);
+        }
+        if self.current.is_none() && at_path.is_some() {
+            self.open_current(emit)?;
+        }
+        self.limit_rotated(emit);
+        Ok(())
+    }
+
+    /// Reads what is new and hands it out through `emit`, in file order
+    /// (rotated files first). Stops early when `emit` says so; the rest is
+    /// handed out by the next poll.
+    pub fn poll(&mut self, emit: &mut dyn FnMut(Tailed<'_>) -> Flow) -> io::Result<Progress> {
+        let mut progress = Progress::default();
+        if let Some(checkpoint) = self.restore.take() {
+            self.resume(checkpoint, emit)?;
+        }
+        let max_line = self.config.max_line_bytes;
+
+        // Rotated files first: their lines are older.
+        self.limit_rotated(emit);
         let new_has_data = self.current.as_ref().is_some_and(|c| c.read_pos() > 0);
         let mut i = 0;
         while i < self.rotated.len() {
@@ -728,6 +763,48 @@ mod tests {
         let mut t = Tailer::new(config(&p), saved);
         let (lines, _) = poll(&mut t);
         assert_eq!(lines, ["z", "zz", "zzz", "4"]);
+    }
+
+    #[test]
+    fn watching_keeps_rotated_backlog_up_to_the_limit_and_counts_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.log");
+        append(&p, "a1\na2\n");
+        let mut t = Tailer::new(
+            TailConfig {
+                max_rotated: 1,
+                ..config(&p)
+            },
+            Vec::new(),
+        );
+        let mut events = Vec::new();
+        let mut record = |x: Tailed<'_>| {
+            match x {
+                Tailed::Line { .. } => panic!("watch handed out a line"),
+                Tailed::Lost { bytes, why, .. } => events.push(format!("lost {bytes} {why:?}")),
+                Tailed::Opened(_) => events.push("opened".to_owned()),
+                Tailed::Closed(_) => events.push("closed".to_owned()),
+            }
+            Flow::Continue
+        };
+        t.watch(&mut record).unwrap();
+        for n in 1..=2 {
+            fs::rename(&p, dir.path().join(format!("a.log.{n}"))).unwrap();
+            append(&p, &format!("b{n}\n"));
+            t.watch(&mut record).unwrap();
+        }
+        // The first file (6 bytes, none read) was given up for the third.
+        assert_eq!(
+            events,
+            [
+                "opened",
+                "opened",
+                "opened",
+                "lost 6 TooManyRotated",
+                "closed"
+            ]
+        );
+        assert_eq!(poll(&mut t).0, ["b1", "b2"]);
     }
 
     #[test]

@@ -16,7 +16,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
 use nxmesh_agent_lib::accesslog::{AccessLogConfig, AccessLogShipper};
-use nxmesh_agent_lib::drift::{DriftConfig, DriftDetector, DriftHealth, DriftPolicy};
+use nxmesh_agent_lib::drift::{
+    CheckAfterApply, DriftConfig, DriftDetector, DriftHealth, DriftPolicy,
+};
 use nxmesh_agent_lib::health::RuntimeHealth;
 use nxmesh_agent_lib::nginx::NginxMode;
 use nxmesh_agent_lib::telemetry::{AgentTelemetry, EventQueue};
@@ -311,7 +313,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
             AccessLogShipper::start(c, shutdown.clone())
         });
         let handlers = Handlers {
-            applier: Arc::new(runtime.clone()),
+            // Each successful apply is followed by a drift check, which
+            // keeps the pristine copy of the new tree at once.
+            applier: Arc::new(CheckAfterApply::new(runtime.clone(), drift.clone())),
             commands: Arc::new(runtime.clone()),
             health: Arc::new(DriftHealth::new(
                 RuntimeHealth::new(runtime.clone()).with_upstream_health(upstreams),

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use nxmesh_agent_lib::accesslog::parse::AccessRecord;
-use nxmesh_agent_lib::accesslog::{AccessLogConfig, AccessLogShipper, Checkpoint};
+use nxmesh_agent_lib::accesslog::{AccessLogConfig, AccessLogShipper, Checkpoint, ShipperStatus};
 use nxmesh_agent_lib::{
     CancellationToken, ConfigApplier, NginxRuntime, Telemetry, TelemetrySource,
 };
@@ -475,5 +475,68 @@ async fn real_requests_are_shipped_as_entries_with_matching_metrics() {
     // reported rather than reported as zero.
     assert_eq!(value(&m, "nginx_http_request_bytes_total", None), None);
     assert!(value(&m, "nginx_connections_active", None).is_some_and(|a| a >= 1.0));
+    shutdown.cancel();
+}
+
+/// Waits (bounded) until `f` holds for the shipper's status.
+async fn until(shipper: &AccessLogShipper, what: &str, f: impl Fn(&ShipperStatus) -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let s = shipper.status();
+        if f(&s) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: {s:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_master_is_away_memory_stays_bounded_and_losses_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("access.log");
+    let format = Format::nginx();
+    let mut line = String::new();
+    let mut lost = 0;
+    let mut f = BufWriter::new(append(&path));
+    for seq in 0..1000 {
+        format.line(seq, &mut line);
+        if seq >= 100 {
+            lost += line.len() as u64;
+        }
+        f.write_all(line.as_bytes()).unwrap();
+    }
+    drop(f);
+    let mut c = config(dir.path());
+    c.buffer_max_lines = 100;
+    c.max_rotated_files = 1;
+    let shutdown = CancellationToken::new();
+    // Nobody calls `next`: the master is away.
+    let shipper = AccessLogShipper::start(c, shutdown.clone());
+    until(&shipper, "the buffer fills", |s| s.buffered_lines == 100).await;
+
+    // Two rotations while the master is away: the first file's unread
+    // backlog is beyond the one rotated file kept, and is counted.
+    std::fs::rename(&path, dir.path().join("access.log.1")).unwrap();
+    write_lines(&mut BufWriter::new(append(&path)), &format, 1000, 2000);
+    until(&shipper, "the rotation is noticed", |s| s.files.len() == 2).await;
+    std::fs::rename(&path, dir.path().join("access.log.2")).unwrap();
+    write_lines(&mut BufWriter::new(append(&path)), &format, 2000, 3000);
+    until(&shipper, "the oldest file is given up", |s| {
+        s.counters.losses == 1
+    })
+    .await;
+    let status = shipper.status();
+    assert_eq!(status.buffered_lines, 100, "the buffer stays bounded");
+    assert_eq!(status.counters.lost_bytes, lost);
+
+    // The master is back: what was kept ships, exactly once.
+    let mut seen = Seen::new();
+    let progress = AtomicU64::new(0);
+    ship(&shipper, &mut seen, 2100, &progress).await;
+    assert!(seen.once[..100].iter().all(|s| *s));
+    assert!(seen.once[100..1000].iter().all(|s| !*s));
+    assert!(seen.once[1000..3000].iter().all(|s| *s));
+    assert_eq!(shipper.status().counters.lines_shipped, 2100);
     shutdown.cancel();
 }

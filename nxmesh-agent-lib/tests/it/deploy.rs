@@ -144,7 +144,10 @@ fn the_deployment_files_use_the_agents_real_flags() {
     let mut seen = 0;
     for word in agent_stage.split(|c: char| c.is_whitespace() || c == '=') {
         if word.starts_with("NXMESH_") {
-            assert!(help.contains(&format!("[env: {word}")), "Dockerfile sets {word}");
+            assert!(
+                help.contains(&format!("[env: {word}")),
+                "Dockerfile sets {word}"
+            );
             seen += 1;
         }
     }

@@ -3,12 +3,13 @@
 //! nginx in a temporary prefix.
 
 mod access_log;
+mod agent_binary;
 mod binary;
 mod commands;
 mod config_updates;
-mod drift;
 mod crash;
 mod deploy;
+mod drift;
 mod nginx_runtime;
 mod nginx_support;
 mod registration;

@@ -57,9 +57,17 @@ async fn a_valid_apply_is_served_with_the_generators_checksum() {
             checksum: out.checksum.unwrap()
         })
     );
-    // Only the live tree is kept.
+    // Only the live tree is kept (old ones are renamed to `.trash-*` at
+    // once and removed in the background).
     let trees = std::fs::read_dir(rt.store().root().join("trees"))
         .unwrap()
+        .filter(|e| {
+            !e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with('.')
+        })
         .count();
     assert_eq!(trees, 1);
 }

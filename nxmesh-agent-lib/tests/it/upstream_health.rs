@@ -194,6 +194,9 @@ async fn a_stopped_backend_leaves_rotation_and_comes_back() {
         rt.down_servers().contains(&key(&addr_b))
     })
     .await;
+    // One re-render for one verdict change (counted once it returned).
+    until("the re-render is counted", async || checker.reloads() >= 1).await;
+    assert_eq!(checker.reloads(), 1);
     let sb = server(&checker, &addr_b);
     assert!(!sb.healthy && !sb.kept_up, "{sb:?}");
     assert!(sb.consecutive_failures >= 2, "{sb:?}");
@@ -230,6 +233,8 @@ async fn a_stopped_backend_leaves_rotation_and_comes_back() {
     // Start b again: after `healthy_threshold` passes it is back.
     let b = Backend::start(port_b, "b").await;
     until("b restored", async || rt.down_servers().is_empty()).await;
+    until("the re-render is counted", async || checker.reloads() >= 2).await;
+    assert_eq!(checker.reloads(), 2);
     let sb = server(&checker, &addr_b);
     assert!(sb.healthy && sb.consecutive_passes >= 2, "{sb:?}");
     let lkg = rt.last_known_good().unwrap();
@@ -276,4 +281,130 @@ async fn a_stopped_backend_leaves_rotation_and_comes_back() {
 
     shutdown.cancel();
     task.await.unwrap();
+}
+
+/// The verdict is part of the last known good: a restarted agent keeps
+/// serving the re-rendered tree untouched, knows the configuration to
+/// re-render, and a new version keeps the server down while reporting the
+/// generator's checksum of the version itself.
+#[tokio::test]
+async fn the_verdict_survives_a_restart_and_a_new_version() {
+    let Some(env) = Env::new() else { return };
+    let rt = NginxRuntime::open(env.config.clone()).await.unwrap();
+    rt.ensure_started().await.unwrap();
+    // Nothing listens on these; no probe runs in this test.
+    let (a, b) = ("127.0.0.1:9".to_owned(), "127.0.0.1:11".to_owned());
+    let v1 = with_upstream(1, env.port, &[a.clone(), b.clone()]);
+    assert_eq!(
+        rt.apply(v1.clone()).await.status,
+        ConfigApplyStatus::Success
+    );
+    let applied = rt.applied().unwrap();
+
+    // Asking for both: the upstream keeps its first server.
+    let out = rt
+        .set_down_servers(&[key(&a), key(&b)].into_iter().collect())
+        .await;
+    assert_eq!(out.status, ConfigApplyStatus::Success, "{out:?}");
+    assert_eq!(out.checksum.as_deref(), Some(applied.checksum.as_str()));
+    assert_eq!(rt.down_servers(), [key(&b)].into());
+    assert_eq!(rt.applied(), Some(applied.clone()));
+    let served = rt.last_known_good().unwrap().served_checksum.unwrap();
+    let live = read_tree(&rt.store().live());
+    let mut with_b_down = v1.clone();
+    with_b_down.upstreams[0].spec.servers[1].down = true;
+    assert_eq!(live, crate::nginx_support::rendered(&rt, &with_b_down));
+    let master = env.master_pid().unwrap();
+    let workers = nxmesh_agent_lib::nginx::worker_pids(master);
+    drop(rt);
+
+    let rt = NginxRuntime::open(env.config.clone()).await.unwrap();
+    assert_eq!(rt.store().live_checksum(), Some(served.clone()));
+    assert_eq!(
+        nxmesh_agent_lib::nginx::worker_pids(master),
+        workers,
+        "nginx untouched"
+    );
+    assert_eq!(rt.applied(), Some(applied.clone()));
+    assert_eq!(rt.down_servers(), [key(&b)].into());
+    assert_eq!(rt.current_update().as_deref(), Some(&v1));
+
+    // A new version: b stays down in what is served; the outcome carries
+    // the checksum of the version as the master renders it.
+    let mut v2 = with_upstream(2, env.port, &[a.clone(), b.clone()]);
+    v2.upstreams[0].spec.keepalive_connections = 4;
+    let out = rt.apply(v2.clone()).await;
+    assert_eq!(out.status, ConfigApplyStatus::Success, "{out:?}");
+    let expected = nxmesh_core::generator::render(&v2, rt.render_options()).unwrap();
+    assert_eq!(out.checksum.as_deref(), Some(expected.checksum.as_str()));
+    assert_eq!(rt.applied().unwrap().version, 2);
+    assert_eq!(rt.down_servers(), [key(&b)].into());
+    let text: String = read_tree(&rt.store().live())
+        .values()
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    assert!(text.contains(&format!("server {b} down;")), "{text}");
+    assert!(text.contains("keepalive 4;"), "{text}");
+
+    // Clearing the verdict serves the version's own tree.
+    let out = rt.set_down_servers(&Default::default()).await;
+    assert_eq!(out.status, ConfigApplyStatus::Success, "{out:?}");
+    assert_eq!(rt.store().live_checksum(), Some(expected.checksum.clone()));
+    assert_eq!(rt.last_known_good().unwrap().served_checksum, None);
+}
+
+/// What a probe counts as passing: `2xx`/`3xx` over TCP or a unix socket;
+/// another status, a refused connection or no answer within the timeout
+/// fail, each with its reason.
+#[tokio::test]
+async fn probes_pass_on_2xx_and_3xx_only() {
+    use nxmesh_agent_lib::upstream_health::probe;
+
+    async fn answer_once(listener: tokio::net::UnixListener, status: &'static str) {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut buf = [0_u8; 1024];
+        let _ = s.read(&mut buf).await.unwrap();
+        s.write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let timeout = Duration::from_secs(2);
+    for (status, pass) in [
+        ("204 No Content", true),
+        ("302 Found", true),
+        ("503 Busy", false),
+    ] {
+        let sock = dir.path().join(format!("{}.sock", &status[..3]));
+        let listener = tokio::net::UnixListener::bind(&sock).unwrap();
+        let server = tokio::spawn(answer_once(listener, status));
+        let r = probe(&format!("unix:{}", sock.display()), "/health", timeout).await;
+        server.await.unwrap();
+        assert_eq!(r.is_ok(), pass, "{status}: {r:?}");
+        if !pass {
+            assert_eq!(r.unwrap_err(), "status 503");
+        }
+    }
+
+    // Refused.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let r = probe(&addr, "/health", timeout).await;
+    assert!(r.as_ref().is_err_and(|e| e.starts_with("connect")), "{r:?}");
+
+    // Accepts, never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap().to_string();
+    let hold = tokio::spawn(async move {
+        let (s, _) = silent.accept().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        drop(s);
+    });
+    let r = probe(&addr, "/health", Duration::from_millis(300)).await;
+    assert!(
+        r.as_ref().is_err_and(|e| e.starts_with("no answer within")),
+        "{r:?}"
+    );
+    hold.abort();
 }
