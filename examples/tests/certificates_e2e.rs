@@ -74,7 +74,10 @@ fn binary(var: &str, default: &str) -> Option<PathBuf> {
     if path.is_file() {
         return Some(path);
     }
-    assert!(!ci(), "{default} is required under CI=true (looked at {path:?}; set {var})");
+    assert!(
+        !ci(),
+        "{default} is required under CI=true (looked at {path:?}; set {var})"
+    );
     eprintln!("notice: {path:?} not found; skipping (set {var})");
     None
 }
@@ -603,7 +606,9 @@ fn https_client(host: &str, port: u16, root: Option<&str>) -> reqwest::Client {
         .pool_max_idle_per_host(0)
         .timeout(Duration::from_secs(5));
     b = match root {
-        Some(pem) => b.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).unwrap()),
+        Some(pem) => {
+            b.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).unwrap())
+        }
         None => b.danger_accept_invalid_certs(true),
     };
     b.build().unwrap()
@@ -705,7 +710,10 @@ async fn self_signed_and_uploaded_certificates_are_served_by_nginx() {
     assert!(ss.get("private_key_pem").is_none() && ss.get("certificate_pem").is_none());
     let v = master.desired(agent.id).await;
     master
-        .vhost(ws, tls_vhost("self", "self.nxmesh.test", port, id(&ss), "self"))
+        .vhost(
+            ws,
+            tls_vhost("self", "self.nxmesh.test", port, id(&ss), "self"),
+        )
         .await;
     master.converged(agent.id, v).await;
     let client = https_client("self.nxmesh.test", port, None);
@@ -745,7 +753,10 @@ async fn self_signed_and_uploaded_certificates_are_served_by_nginx() {
         )
         .await;
     assert_eq!(status, 422, "{body}");
-    assert_eq!(body["error"]["details"][0]["field"], "private_key_pem", "{body}");
+    assert_eq!(
+        body["error"]["details"][0]["field"], "private_key_pem",
+        "{body}"
+    );
 
     let up = master
         .ok(
@@ -760,7 +771,10 @@ async fn self_signed_and_uploaded_certificates_are_served_by_nginx() {
         .await;
     let v = master.desired(agent.id).await;
     master
-        .vhost(ws, tls_vhost("up", "up.nxmesh.test", port, id(&up), "uploaded"))
+        .vhost(
+            ws,
+            tls_vhost("up", "up.nxmesh.test", port, id(&up), "uploaded"),
+        )
         .await;
     master.converged(agent.id, v).await;
     let client = https_client("up.nxmesh.test", port, Some(&ca_cert.pem()));
@@ -769,18 +783,38 @@ async fn self_signed_and_uploaded_certificates_are_served_by_nginx() {
     assert_eq!(served, first_der(&leaf.pem()));
 
     // A forced renewal of the self-signed certificate reaches nginx.
-    let before = serial(&fetch(&https_client("self.nxmesh.test", port, None), "self.nxmesh.test").await.unwrap().1);
+    let before = serial(
+        &fetch(
+            &https_client("self.nxmesh.test", port, None),
+            "self.nxmesh.test",
+        )
+        .await
+        .unwrap()
+        .1,
+    );
     master
-        .ok(Method::POST, &format!("/v1/certificates/{}/renew", id(&ss)), None, 200)
+        .ok(
+            Method::POST,
+            &format!("/v1/certificates/{}/renew", id(&ss)),
+            None,
+            200,
+        )
         .await;
     let (code, _) = master
-        .call(Method::POST, &format!("/v1/certificates/{}/renew", id(&up)), None)
+        .call(
+            Method::POST,
+            &format!("/v1/certificates/{}/renew", id(&up)),
+            None,
+        )
         .await;
     assert_eq!(code, 409, "an upload is renewed by uploading");
-    eventually("nginx serves the renewed self-signed certificate", || async {
-        let c = https_client("self.nxmesh.test", port, None);
-        matches!(fetch(&c, "self.nxmesh.test").await, Ok((_, der)) if serial(&der) != before)
-    })
+    eventually(
+        "nginx serves the renewed self-signed certificate",
+        || async {
+            let c = https_client("self.nxmesh.test", port, None);
+            matches!(fetch(&c, "self.nxmesh.test").await, Ok((_, der)) if serial(&der) != before)
+        },
+    )
     .await;
 
     // Private keys on the agent: mode 0600, every one of them.
@@ -830,8 +864,10 @@ async fn acme_world() -> Option<AcmeWorld> {
     config.challenge_apply_timeout = Duration::from_secs(20);
     config.order_timeout = Duration::from_secs(30);
     // A failure is retried much later: the test decides when to retry.
+    // The first failure already raises the expiry alert.
     config.policy = RenewalPolicy {
         retry_base: Duration::from_secs(3600),
+        alert_after_failures: 1,
         ..RenewalPolicy::default()
     };
     let master = Master::start(Some(config)).await;
@@ -885,11 +921,16 @@ async fn acme_http01_issues_renews_without_failed_requests_and_keeps_serving_aft
     // The name is served over plain HTTP on Pebble's validation port: the
     // challenge goes into that server block (and the port's catch-all).
     let v = m.desired(w.agent.id).await;
-    let plain = m.vhost(w.ws, plain_vhost("app-http", &host, w.http_port)).await;
+    let plain = m
+        .vhost(w.ws, plain_vhost("app-http", &host, w.http_port))
+        .await;
     m.converged(w.agent.id, v).await;
     let cert = w.issue(&host).await;
     let c = m.certificate(cert).await;
-    assert!(c["expires_at"].is_string() && c["issued_at"].is_string(), "{c}");
+    assert!(
+        c["expires_at"].is_string() && c["issued_at"].is_string(),
+        "{c}"
+    );
     assert!(c.get("private_key_pem").is_none());
 
     // nginx serves it, with a chain that verifies against Pebble's root.
@@ -914,11 +955,18 @@ async fn acme_http01_issues_renews_without_failed_requests_and_keeps_serving_aft
     let requests = Arc::new(AtomicUsize::new(0));
     let serials = Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
     let load = {
-        let (stop, failures, requests, serials) =
-            (stop.clone(), failures.clone(), requests.clone(), serials.clone());
-        let (client, host) = (client.clone(), host.clone());
+        let (stop, failures, requests, serials) = (
+            stop.clone(),
+            failures.clone(),
+            requests.clone(),
+            serials.clone(),
+        );
+        let (root, host) = (root.clone(), host.clone());
         tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
+                // A new client per request: a resumed TLS session would
+                // report the certificate of the session's first handshake.
+                let client = https_client(&host, tls_port, Some(&root));
                 match fetch(&client, &host).await {
                     Ok((body, der)) if body == "hello" => {
                         serials.lock().unwrap().insert(serial(&der));
@@ -928,7 +976,7 @@ async fn acme_http01_issues_renews_without_failed_requests_and_keeps_serving_aft
                         failures.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(e) => {
-                        eprintln!("request failed: {e}");
+                        eprintln!("{} request failed: {e:?}", chrono::Utc::now());
                         failures.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -941,7 +989,12 @@ async fn acme_http01_issues_renews_without_failed_requests_and_keeps_serving_aft
     })
     .await;
     let renewed = m
-        .ok(Method::POST, &format!("/v1/certificates/{cert}/renew"), None, 202)
+        .ok(
+            Method::POST,
+            &format!("/v1/certificates/{cert}/renew"),
+            None,
+            202,
+        )
         .await;
     assert_eq!(id(&renewed), cert);
     eventually("the renewed certificate is served", || async {
@@ -956,8 +1009,14 @@ async fn acme_http01_issues_renews_without_failed_requests_and_keeps_serving_aft
     .await;
     stop.store(true, Ordering::Relaxed);
     load.await.unwrap();
-    assert_eq!(failures.load(Ordering::Relaxed), 0, "failed requests during the renewal");
-    let (_, now) = fetch(&client, &host).await.unwrap();
+    assert_eq!(
+        failures.load(Ordering::Relaxed),
+        0,
+        "failed requests during the renewal"
+    );
+    let (_, now) = fetch(&https_client(&host, tls_port, Some(&root)), &host)
+        .await
+        .unwrap();
     let renewed_serial = serial(&now);
     assert_ne!(renewed_serial, first_serial);
 
@@ -975,12 +1034,22 @@ async fn acme_http01_issues_renews_without_failed_requests_and_keeps_serving_aft
     // more. The renewal fails with the CA's reason; the previous
     // certificate is still served.
     let v = m.desired(w.agent.id).await;
-    m.ok(Method::DELETE, &format!("/v1/virtual-hosts/{plain}"), None, 204)
-        .await;
+    m.ok(
+        Method::DELETE,
+        &format!("/v1/virtual-hosts/{plain}"),
+        None,
+        204,
+    )
+    .await;
     m.converged(w.agent.id, v).await;
     let v = m.desired(w.agent.id).await;
-    m.ok(Method::POST, &format!("/v1/certificates/{cert}/renew"), None, 202)
-        .await;
+    m.ok(
+        Method::POST,
+        &format!("/v1/certificates/{cert}/renew"),
+        None,
+        202,
+    )
+    .await;
     eventually("the renewal failed", || async {
         m.certificate(cert).await["status"] == "failed"
     })
@@ -988,25 +1057,38 @@ async fn acme_http01_issues_renews_without_failed_requests_and_keeps_serving_aft
     let c = m.certificate(cert).await;
     let reason = c["last_error"].as_str().unwrap_or_default().to_owned();
     assert!(
-        reason.contains("urn:ietf:params:acme:error:") || reason.contains("refused"),
+        reason.contains("urn:ietf:params:acme:error:connection")
+            && reason.contains("acme-challenge"),
         "the CA's reason: {c}"
     );
-    let mut failed_event = None;
-    while let Ok(Ok(e)) =
-        tokio::time::timeout(Duration::from_secs(2), events.next_event()).await
-    {
-        if let EventPayload::CertificateFailed(f) = e.event.payload {
-            failed_event = Some(f);
+    let (mut failed_event, mut expiring) = (None, None);
+    while let Ok(Ok(e)) = tokio::time::timeout(Duration::from_secs(2), events.next_event()).await {
+        match e.event.payload {
+            EventPayload::CertificateFailed(f) => failed_event = Some(f),
+            EventPayload::CertificateExpiring(x) => expiring = Some(x),
+            _ => {}
+        }
+        if failed_event.is_some() && expiring.is_some() {
             break;
         }
     }
     let failed_event = failed_event.expect("a certificate.failed event");
     assert_eq!(failed_event.certificate_id, cert);
     assert_eq!(failed_event.error, reason);
+    assert_eq!(failed_event.failures, 1);
+    let expiring = expiring.expect("a certificate.expiring alert");
+    assert_eq!(expiring.certificate_id, cert);
+    assert_eq!(expiring.error, reason);
     m.converged(w.agent.id, v).await;
-    let (body, still) = fetch(&client, &host).await.unwrap();
+    let (body, still) = fetch(&https_client(&host, tls_port, Some(&root)), &host)
+        .await
+        .unwrap();
     assert_eq!(body, "hello");
-    assert_eq!(serial(&still), renewed_serial, "the previous certificate keeps being served");
+    assert_eq!(
+        serial(&still),
+        renewed_serial,
+        "the previous certificate keeps being served"
+    );
 
     // Private keys: 0600 on the agent, sealed in the database.
     for (path, mode) in key_files(&w.agent.data_dir) {

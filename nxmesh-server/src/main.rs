@@ -88,7 +88,11 @@ struct Config {
     #[arg(long, env = "NXMESH_ACME_DNS_ZONE", requires = "acme_dns_server")]
     acme_dns_zone: Option<String>,
     /// TSIG key signing the updates, as `tsig-keygen` writes it.
-    #[arg(long, env = "NXMESH_ACME_DNS_TSIG_KEY_FILE", requires = "acme_dns_server")]
+    #[arg(
+        long,
+        env = "NXMESH_ACME_DNS_TSIG_KEY_FILE",
+        requires = "acme_dns_server"
+    )]
     acme_dns_tsig_key_file: Option<PathBuf>,
     /// Email of the first administrator (used only when there are no users).
     #[arg(long, env = "NXMESH_ADMIN_EMAIL")]
@@ -191,6 +195,15 @@ async fn main() -> anyhow::Result<()> {
         }
         _ => None,
     };
+    // Completes a rotation of the keyring: values sealed under an older key
+    // are sealed again under the newest.
+    let resealed = store
+        .reseal_secrets(&secrets)
+        .await
+        .context("resealing private keys under the newest key")?;
+    if resealed > 0 {
+        tracing::info!(resealed, "private keys sealed again under the newest key");
+    }
     let store = Arc::new(store);
     match bootstrap::ensure_first_admin(
         store.as_ref(),
@@ -227,7 +240,8 @@ async fn main() -> anyhow::Result<()> {
     let state = AppState::new(store.clone(), keys, secrets, settings);
     // On PostgreSQL this master joins whichever others share the database.
     // An agent's presence lasts as long as its heartbeats may be missed.
-    let lease = Duration::from_secs(config.heartbeat_interval) * nxmesh_server::grpc::MISSED_HEARTBEATS;
+    let lease =
+        Duration::from_secs(config.heartbeat_interval) * nxmesh_server::grpc::MISSED_HEARTBEATS;
     let state = match store.cluster(lease) {
         Some(cluster) => {
             tracing::info!(master_id = %cluster.master_id(), "clustered: changes, events and agent presence are shared with the other masters of this database");

@@ -281,7 +281,11 @@ mod tests {
         let m = p
             .message("_acme-challenge.app.example.test", "v", true)
             .unwrap();
-        assert!(m.signature().iter().any(|r| r.record_type() == RecordType::TSIG));
+        assert!(
+            m.signature()
+                .iter()
+                .any(|r| r.record_type() == RecordType::TSIG)
+        );
         assert!(matches!(
             p.message("_acme-challenge.other.test", "v", true),
             Err(DnsError::OutsideZone { .. })

@@ -16,7 +16,9 @@
 //! 3. the CA validates; the certificate becomes `active` (its key sealed,
 //!    the agents that serve it get it) or `failed` with the CA's reason,
 //!    still serving its previous material if it had any;
-//! 4. the next renewal is scheduled ([`schedule`]), with retries and
+//! 4. the order's authorizations are deactivated, so that the next renewal
+//!    validates through the fleet again instead of reusing them;
+//! 5. the next renewal is scheduled ([`schedule`]), with retries and
 //!    backoff after a failure and an expiry alert when failures pile up.
 
 pub mod dns;
@@ -303,11 +305,8 @@ impl Worker {
             }
         };
         if cert.provider != CertificateProvider::Letsencrypt {
-            // Not ours to renew; park it far in the future.
-            let _ = self
-                .store
-                .finish_attempt(id, Utc::now() + chrono::Duration::days(3650), 0, None)
-                .await;
+            // Not ours to renew.
+            let _ = self.store.finish_attempt(id, never(), 0, None).await;
             return;
         }
         let failures = match self.store.renewal_state(id).await {
@@ -345,12 +344,17 @@ impl Worker {
                 .await;
             return;
         }
-        let next = schedule::renew_at(
-            new.issued_at,
-            new.expires_at,
-            material.ari_window,
-            &self.config.policy,
-        );
+        // Without `auto_renew` only a forced renewal renews it.
+        let next = if cert.auto_renew {
+            schedule::renew_at(
+                new.issued_at,
+                new.expires_at,
+                material.ari_window,
+                &self.config.policy,
+            )
+        } else {
+            never()
+        };
         if let Err(e) = self.store.finish_attempt(cert.id, next, 0, None).await {
             tracing::error!(error = %e, "cannot schedule the next renewal");
         }
@@ -375,7 +379,14 @@ impl Worker {
 
     async fn failed(&self, cert: &Certificate, failures: u32, reason: &str) {
         tracing::warn!(domain = %cert.domain, failures, reason, "certificate order failed");
-        let next = self.retry(failures);
+        // A first issuance is retried until it succeeds; a renewal only
+        // when the certificate renews automatically.
+        let retrying = cert.auto_renew || cert.issued_at.is_none();
+        let next = if retrying {
+            self.retry(failures)
+        } else {
+            never()
+        };
         if let Err(e) = self
             .store
             .set_certificate_status(cert.id, CertificateStatus::Failed, Some(reason))
@@ -397,7 +408,7 @@ impl Worker {
                 domain: cert.domain.clone(),
                 error: reason.to_owned(),
                 failures,
-                next_attempt_at: Some(next),
+                next_attempt_at: retrying.then_some(next),
             }),
         )
         .await;
@@ -504,7 +515,6 @@ impl Worker {
             http: Vec::new(),
             dns: Vec::new(),
         };
-        let mut to_validate = Vec::new();
         {
             let mut authzs = order.authorizations();
             while let Some(authz) = authzs.next().await {
@@ -520,7 +530,9 @@ impl Worker {
                     }
                 }
                 let Identifier::Dns(domain) = authz.identifier().identifier.clone() else {
-                    return Err(AttemptError("the CA asked about a non-DNS identifier".into()));
+                    return Err(AttemptError(
+                        "the CA asked about a non-DNS identifier".into(),
+                    ));
                 };
                 let ty = if authz.wildcard {
                     ChallengeType::Dns01
@@ -547,7 +559,6 @@ impl Worker {
                         key_authorization,
                     }),
                 }
-                to_validate.push(ty);
             }
         }
 
@@ -585,6 +596,21 @@ impl Worker {
             }
             let key_pem = order.finalize().await?;
             let chain_pem = order.poll_certificate(&policy).await?;
+            // CAs reuse valid authorizations for weeks; without them the
+            // next renewal proves again that the fleet serves the name,
+            // rather than succeeding for a name nothing serves any more.
+            let mut authzs = order.authorizations();
+            while let Some(authz) = authzs.next().await {
+                match authz {
+                    Ok(mut a) if a.status == AuthorizationStatus::Valid => {
+                        if let Err(e) = a.deactivate().await {
+                            tracing::debug!(error = %e, "cannot deactivate an authorization");
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!(error = %e, "cannot read an authorization"),
+                }
+            }
             Ok((key_pem, chain_pem))
         }
         .await;
@@ -594,9 +620,8 @@ impl Worker {
         let ari_window = match CertificateIdentifier::try_from(&der) {
             Ok(cid) => match account.renewal_info(&cid).await {
                 Ok((info, _)) => {
-                    let ts = |t: time::OffsetDateTime| {
-                        Utc.timestamp_opt(t.unix_timestamp(), 0).single()
-                    };
+                    let ts =
+                        |t: time::OffsetDateTime| Utc.timestamp_opt(t.unix_timestamp(), 0).single();
                     ts(info.suggested_window.start).zip(ts(info.suggested_window.end))
                 }
                 Err(e) => {
@@ -658,8 +683,12 @@ impl Worker {
                 .put_http_challenge(cert.workspace_id, cert.id, ch)
                 .await?;
         }
-        let agents =
-            agents_serving(self.state.store.as_ref(), cert.workspace_id, &published.http).await?;
+        let agents = agents_serving(
+            self.state.store.as_ref(),
+            cert.workspace_id,
+            &published.http,
+        )
+        .await?;
         let mut before = HashMap::new();
         for a in &agents {
             before.insert(*a, self.state.store.agent_ledger(*a).await?.desired_version);
@@ -669,7 +698,14 @@ impl Worker {
         loop {
             let mut waiting = 0;
             for a in &agents {
-                if !self.state.fleet.is_connected(*a) {
+                // Connected to this master or to another one of the
+                // cluster: an offline agent gets the challenge when it
+                // comes back, too late for this order.
+                let online = self.state.fleet.is_connected(*a)
+                    || self.state.store.get_agent(*a).await?.is_some_and(|agent| {
+                        agent.state != nxmesh_core::model::AgentState::Offline
+                    });
+                if !online {
                     continue;
                 }
                 let l = self.state.store.agent_ledger(*a).await?;
@@ -723,6 +759,11 @@ impl Worker {
             Err(e) => tracing::warn!(error = %e, "cannot withdraw HTTP-01 challenges"),
         }
     }
+}
+
+/// "No automatic attempt": far enough to never come due.
+fn never() -> DateTime<Utc> {
+    Utc::now() + chrono::Duration::days(100 * 365)
 }
 
 /// What an order produced.

@@ -50,8 +50,11 @@ impl std::fmt::Debug for NewMaterial {
 #[async_trait]
 pub trait AcmeStore: Send + Sync {
     /// The sealed credentials of the workspace's account at `directory`.
-    async fn acme_account(&self, workspace: Uuid, directory: &str)
-    -> StorageResult<Option<Vec<u8>>>;
+    async fn acme_account(
+        &self,
+        workspace: Uuid,
+        directory: &str,
+    ) -> StorageResult<Option<Vec<u8>>>;
 
     /// Stores the sealed credentials of the workspace's account at
     /// `directory` (replacing any earlier one).

@@ -17,6 +17,7 @@ use uuid::Uuid;
 use super::SeaStore;
 use super::entities::{acme_account, acme_challenge, acme_renewal, certificate};
 use crate::acme::store::{AcmeStore, NewMaterial, RenewalState};
+use crate::secrets::SecretBox;
 
 fn backend(e: DbErr) -> StorageError {
     match e {
@@ -179,7 +180,9 @@ impl AcmeStore for SeaStore {
         let pending: Vec<Uuid> = certificate::Entity::find()
             .select_only()
             .column(certificate::Column::Id)
-            .filter(certificate::Column::Provider.eq(provider_str(CertificateProvider::Letsencrypt)))
+            .filter(
+                certificate::Column::Provider.eq(provider_str(CertificateProvider::Letsencrypt)),
+            )
             .filter(certificate::Column::Status.eq(status_str(CertificateStatus::Pending)))
             .into_tuple()
             .all(&self.db)
@@ -277,7 +280,10 @@ impl AcmeStore for SeaStore {
             )
             .col_expr(acme_renewal::Column::Forced, Expr::value(false))
             .col_expr(acme_renewal::Column::OrderUrl, Expr::value(None::<String>))
-            .col_expr(acme_renewal::Column::LeaseOwner, Expr::value(None::<String>))
+            .col_expr(
+                acme_renewal::Column::LeaseOwner,
+                Expr::value(None::<String>),
+            )
             .col_expr(
                 acme_renewal::Column::LeaseUntil,
                 Expr::value(None::<DateTime<Utc>>),
@@ -386,5 +392,60 @@ impl AcmeStore for SeaStore {
             .await
             .map_err(backend)?;
         Ok(r.rows_affected)
+    }
+}
+
+impl SeaStore {
+    /// Seals again, under the keyring's newest key, every private key and
+    /// ACME account credential sealed under an older one: after a key was
+    /// appended to the keyring, this completes the rotation (the old key
+    /// can then be removed). Returns how many values were resealed. A value
+    /// no key of the ring opens is an error, and nothing after it changes.
+    pub async fn reseal_secrets(&self, secrets: &SecretBox) -> StorageResult<u64> {
+        let seal_err = |e: crate::secrets::ResealError| StorageError::Backend(Box::new(e));
+        let mut count = 0;
+        let certs = certificate::Entity::find()
+            .filter(certificate::Column::EncryptedKey.is_not_null())
+            .all(&self.db)
+            .await
+            .map_err(backend)?;
+        for m in certs {
+            let Some(sealed) = m.encrypted_key.as_deref() else {
+                continue;
+            };
+            if !secrets.needs_reseal(sealed) {
+                continue;
+            }
+            let fresh = secrets.reseal(sealed).map_err(seal_err)?;
+            certificate::Entity::update_many()
+                .col_expr(certificate::Column::EncryptedKey, Expr::value(Some(fresh)))
+                .filter(certificate::Column::Id.eq(m.id))
+                .exec(&self.db)
+                .await
+                .map_err(backend)?;
+            count += 1;
+        }
+        let accounts = acme_account::Entity::find()
+            .all(&self.db)
+            .await
+            .map_err(backend)?;
+        for m in accounts {
+            if !secrets.needs_reseal(&m.encrypted_credentials) {
+                continue;
+            }
+            let fresh = secrets.reseal(&m.encrypted_credentials).map_err(seal_err)?;
+            acme_account::Entity::update_many()
+                .col_expr(
+                    acme_account::Column::EncryptedCredentials,
+                    Expr::value(fresh),
+                )
+                .filter(acme_account::Column::WorkspaceId.eq(m.workspace_id))
+                .filter(acme_account::Column::DirectoryUrl.eq(m.directory_url.clone()))
+                .exec(&self.db)
+                .await
+                .map_err(backend)?;
+            count += 1;
+        }
+        Ok(count)
     }
 }

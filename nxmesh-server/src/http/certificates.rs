@@ -259,10 +259,11 @@ async fn renew(
             } else {
                 cert.domain.clone()
             };
-            let c = tokio::task::spawn_blocking(move || certs::self_signed(&name, SELF_SIGNED_DAYS))
-                .await
-                .map_err(ApiError::internal)?
-                .map_err(ApiError::internal)?;
+            let c =
+                tokio::task::spawn_blocking(move || certs::self_signed(&name, SELF_SIGNED_DAYS))
+                    .await
+                    .map_err(ApiError::internal)?
+                    .map_err(ApiError::internal)?;
             let material = crate::acme::store::NewMaterial {
                 sealed_key: state.secrets.seal(c.private_key_pem.as_bytes())?,
                 certificate_pem: c.certificate_pem,

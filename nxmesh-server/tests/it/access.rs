@@ -137,6 +137,12 @@ fn scoped_routes(w: &World) -> Vec<(Method, String, Option<Value>, Role)> {
             Role::Editor,
         ),
         get(format!("/v1/certificates/{cert}"), Role::Viewer),
+        (
+            Method::POST,
+            format!("/v1/certificates/{cert}/renew"),
+            None,
+            Role::Editor,
+        ),
         get(format!("/v1/workspaces/{ws}/rollout"), Role::Viewer),
         get(format!("/v1/agents/{agent}/config"), Role::Viewer),
         get(format!("/v1/virtual-hosts/{vh}/config"), Role::Viewer),

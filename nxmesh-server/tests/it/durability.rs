@@ -168,7 +168,7 @@ fn first_start_just_works() {
     for secret in [
         "initial-admin-password",
         "jwt-ed25519.pem",
-        "secret.key",
+        "secret.keys",
         "agent-ca.key",
         "agent-server.key",
     ] {

@@ -4,6 +4,7 @@
 #![allow(unreachable_pub, clippy::print_stderr)]
 
 mod access;
+mod acme;
 mod agents;
 mod api;
 mod cluster;

@@ -75,6 +75,7 @@ const ROUTES: &[(&str, &[&str])] = &[
         &["get", "post"],
     ),
     ("/v1/certificates/{certificate_id}", &["get", "delete"]),
+    ("/v1/certificates/{certificate_id}/renew", &["post"]),
     ("/v1/workspaces/{workspace_id}/metrics", &["get"]),
     ("/v1/agents/{agent_id}/metrics", &["get"]),
     ("/v1/workspaces/{workspace_id}/access-logs", &["get"]),

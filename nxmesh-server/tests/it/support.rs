@@ -73,6 +73,10 @@ pub struct App {
     pub router: Router,
     pub state: AppState,
     pub admin: String,
+    /// The store itself (for what the core traits do not reach).
+    pub sea: Arc<SeaStore>,
+    /// Its database URL.
+    pub url: String,
 }
 
 pub struct Response {
@@ -142,12 +146,14 @@ impl App {
             .await
             .unwrap();
         let keys = TokenKeys::from_signing_key(&signing_key(), 900).unwrap();
-        let state = AppState::new(store, keys, SecretBox::new([9; 32]), settings);
+        let state = AppState::new(store.clone(), keys, SecretBox::new([9; 32]), settings);
         let router = http::app(state.clone());
         let mut app = App {
             router,
             state,
             admin: String::new(),
+            sea: store,
+            url,
         };
         app.admin = app.login(ADMIN_EMAIL, PASSWORD).await["access_token"]
             .as_str()
