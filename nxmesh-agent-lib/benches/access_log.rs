@@ -64,6 +64,7 @@ fn lines(n: usize) -> Vec<String> {
                     "host" => write!(out, "site{}.example.com", i % 50),
                     "status" => write!(out, "{}", [200, 200, 200, 304, 404, 502][i % 6]),
                     "body_bytes_sent" => write!(out, "{}", (i * 37) % 50_000),
+                    "request_length" => write!(out, "{}", 120 + (i * 13) % 4_000),
                     "request_time" => write!(out, "{}.{:03}", i % 3, i % 1000),
                     "http_user_agent" => out.write_str(AGENTS[i % 4]),
                     "http_referer" => write!(out, "https://site{}.example.com/", i % 50),

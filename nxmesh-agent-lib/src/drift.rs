@@ -6,12 +6,23 @@
 //! last known good tree or only reports.
 //!
 //! The checksum is the generator's ([`nxmesh_core::generator::checksum`])
-//! over the files on disk, so a clean live tree has exactly the checksum
-//! the agent reports to the master. Since trees are named by checksum and
-//! an edit happens in place, no copy of the good tree is left once it is
-//! edited: the detector keeps a pristine copy of the last verified tree
-//! under its snapshot directory (mode 0700, files 0600, since the tree
-//! holds private keys), taken whenever the live tree verifies.
+//! over the files on disk. The tree that should be live is the last known
+//! good's served tree ([`LastKnownGood::served`]): the applied
+//! configuration itself, whose checksum the agent reports to the master,
+//! or, while the active health checks ([`crate::upstream_health`]) hold
+//! servers down, its re-render with those servers marked `down`. That
+//! re-render is not drift, and a revert restores it, never the applied
+//! tree (which would put the failing servers back into rotation).
+//!
+//! Since trees are named by checksum and an edit happens in place, no copy
+//! of the good tree is left once it is edited: the detector keeps a
+//! pristine copy of the last verified tree under its snapshot directory
+//! (mode 0700, files 0600, since the tree holds private keys), taken
+//! whenever the live tree verifies. When there is none yet for the served
+//! tree (an edit right after a health-check re-render, before the next
+//! check), the pristine tree is rendered again from the applied
+//! configuration and the recorded verdict, and used only if it has the
+//! served checksum.
 //!
 //! A revert goes through the same steps as an apply, under the runtime's
 //! apply lock: the pristine copy is staged, verified against the checksum,
@@ -41,6 +52,7 @@ use tokio_util::sync::CancellationToken;
 use crate::nginx::{self, NginxError};
 use crate::pipeline::NginxRuntime;
 use crate::runtime::{ApplyOutcome, ConfigApplier, HealthSource};
+use crate::store::LastKnownGood;
 use crate::telemetry::EventQueue;
 
 /// Event type of a detected drift.
@@ -56,7 +68,7 @@ const REVERTED_ALERT_FOR: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
 /// What the agent does about drift.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DriftPolicy {
-    /// Restore the last known good tree (and reload nginx).
+    /// Restore the last known good's served tree (and reload nginx).
     #[default]
     Revert,
     /// Only report it.
@@ -101,10 +113,12 @@ pub struct DriftConfig {
     pub snapshot_dir: PathBuf,
 }
 
-/// A drift: how the live tree differs from the last known good.
+/// A drift: how the live tree differs from the last known good's served
+/// tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Drift {
-    /// The last known good checksum.
+    /// The checksum of the tree that should be live: the last known good's
+    /// served tree ([`LastKnownGood::served`]).
     pub expected: String,
     /// The checksum of the live tree as found.
     pub found: String,
@@ -147,11 +161,11 @@ impl Drift {
 pub enum CheckOutcome {
     /// Nothing is applied yet: nothing to check.
     NothingApplied,
-    /// The live tree is the last known good.
+    /// The live tree is the last known good's served tree.
     Clean,
     /// Drift was found and left in place (policy `report`).
     Reported(Drift),
-    /// Drift was found and the last known good restored.
+    /// Drift was found and the served tree restored.
     Reverted(Drift),
     /// Drift was found and restoring failed; the text says why.
     RevertFailed(Drift, String),
@@ -328,6 +342,8 @@ impl DriftDetector {
         let Some(lkg) = rt.last_known_good() else {
             return Ok(CheckOutcome::NothingApplied);
         };
+        // What should be live: the health checks' re-render, if any.
+        let served = lkg.served().to_owned();
         let store = rt.store().clone();
         let live = {
             let store = store.clone();
@@ -337,8 +353,8 @@ impl DriftDetector {
         let linked = store.live_checksum();
         let now = Utc::now();
         self.set_status(|s| s.checked_at = Some(now));
-        if found == lkg.checksum && linked.as_deref() == Some(lkg.checksum.as_str()) {
-            self.keep_snapshot(&lkg.checksum, live).await?;
+        if found == served && linked.as_deref() == Some(served.as_str()) {
+            self.keep_snapshot(&served, live).await?;
             self.set_status(|s| {
                 s.drift = None;
                 s.revert_error = None;
@@ -346,22 +362,22 @@ impl DriftDetector {
             return Ok(CheckOutcome::Clean);
         }
 
-        let pristine = self.read_snapshot(&lkg.checksum).await;
+        let pristine = self.pristine(&lkg).await;
         let [modified, added, removed] = match &pristine {
             Some(good) => diff(good, &live),
             None => [Vec::new(), Vec::new(), Vec::new()],
         };
         let previous = self.status().drift;
         let drift = Drift {
-            expected: lkg.checksum.clone(),
+            expected: served.clone(),
             found: found.clone(),
             modified,
             added,
             removed,
-            relinked: linked.as_deref() != Some(lkg.checksum.as_str()),
+            relinked: linked.as_deref() != Some(served.as_str()),
             detected_at: previous
                 .as_ref()
-                .filter(|p| p.found == found && p.expected == lkg.checksum)
+                .filter(|p| p.found == found && p.expected == served)
                 .map_or(now, |p| p.detected_at),
         };
         let new = previous
@@ -375,9 +391,9 @@ impl DriftDetector {
         if self.inner.config.policy == DriftPolicy::Report {
             return Ok(CheckOutcome::Reported(drift));
         }
-        match self.revert(&lkg.checksum).await {
+        match self.revert(&served, pristine).await {
             Ok(()) => {
-                tracing::info!(checksum = %lkg.checksum, "reverted the drifted configuration");
+                tracing::info!(checksum = %served, "reverted the drifted configuration");
                 self.event(EVENT_REVERTED, &drift, None);
                 self.set_status(|s| {
                     s.drift = None;
@@ -474,12 +490,46 @@ impl DriftDetector {
         (tree_checksum(&tree) == checksum).then_some(tree)
     }
 
-    /// Restores tree `checksum` from the pristine copy; the caller holds
-    /// the apply lock. The error is the reason, for the event and the
-    /// health report.
-    async fn revert(&self, checksum: &str) -> Result<(), String> {
+    /// The tree `lkg` serves, as it should be: the pristine copy, else the
+    /// applied configuration rendered again with the recorded verdict of
+    /// the health checks, if that has the served checksum.
+    async fn pristine(&self, lkg: &LastKnownGood) -> Option<BTreeMap<String, Vec<u8>>> {
+        let served = lkg.served();
+        if let Some(tree) = self.read_snapshot(served).await {
+            return Some(tree);
+        }
         let rt = &self.inner.runtime;
-        let Some(good) = self.read_snapshot(checksum).await else {
+        let update = rt
+            .current_update()
+            .filter(|u| u.version == lkg.version && u.config_id == lkg.config_id)?;
+        let down = lkg.down.iter().cloned().collect();
+        let opts = rt.render_options().clone();
+        let served = served.to_owned();
+        blocking(move || {
+            let (with_down, _) = crate::upstream_health::apply_overrides(&update, &down);
+            let tree: BTreeMap<String, Vec<u8>> = generator::render(&with_down, &opts)
+                .map_err(io::Error::other)?
+                .files
+                .into_iter()
+                .map(|f| (f.path, f.bytes))
+                .collect();
+            Ok((tree_checksum(&tree) == served).then_some(tree))
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
+    /// Restores tree `checksum` from `good`, its verified pristine files;
+    /// the caller holds the apply lock. The error is the reason, for the
+    /// event and the health report.
+    async fn revert(
+        &self,
+        checksum: &str,
+        good: Option<BTreeMap<String, Vec<u8>>>,
+    ) -> Result<(), String> {
+        let rt = &self.inner.runtime;
+        let Some(good) = good else {
             return Err(
                 "there is no verified pristine copy of the last known good tree".to_owned(),
             );

@@ -229,9 +229,9 @@ pub struct Sample {
     pub status: u16,
     /// Response body bytes (`$body_bytes_sent`).
     pub body_bytes_sent: u64,
-    /// Request bytes (`$request_length`), when the format logs it. The
-    /// generator's format does not, so bytes in are counted only for
-    /// formats that add it.
+    /// Request bytes (`$request_length`: request line, headers and body),
+    /// when the line logs it (the generator's format does; a line written
+    /// by an older format does not).
     pub request_length: Option<u64>,
     /// `$request_time` in seconds.
     pub request_time: Option<f64>,
@@ -373,12 +373,12 @@ impl AccessRecord {
 mod tests {
     use super::*;
 
-    const LINE: &str = r#"{"timestamp":"2026-11-27T21:12:14+00:00","remote_addr":"127.0.0.1","method":"GET","uri":"/a?b=1","protocol":"HTTP/1.1","host":"app.test","status":404,"body_bytes_sent":153,"request_time":0.012,"user_agent":"curl/8.0","referer":"","request_id":"0f3c","upstream_addr":"","upstream_status":"","upstream_response_time":""}"#;
+    const LINE: &str = r#"{"timestamp":"2026-11-27T21:12:14+00:00","remote_addr":"127.0.0.1","method":"GET","uri":"/a?b=1","protocol":"HTTP/1.1","host":"app.test","status":404,"body_bytes_sent":153,"request_length":87,"request_time":0.012,"user_agent":"curl/8.0","referer":"","request_id":"0f3c","upstream_addr":"","upstream_status":"","upstream_response_time":""}"#;
 
     #[test]
     fn the_generators_format_parses_field_by_field() {
         let l = parse_line(LINE.as_bytes()).unwrap();
-        assert_eq!(l.fields().len(), 15);
+        assert_eq!(l.fields().len(), 16);
         assert!(
             l.fields()
                 .iter()
@@ -392,7 +392,7 @@ mod tests {
             Sample {
                 status: 404,
                 body_bytes_sent: 153,
-                request_length: None,
+                request_length: Some(87),
                 request_time: Some(0.012)
             }
         );

@@ -78,6 +78,7 @@ impl Format {
                             write!(out, "{}", [200, 200, 304, 404, 502][(seq % 5) as usize])
                         }
                         "body_bytes_sent" => write!(out, "{}", seq % 1000),
+                        "request_length" => write!(out, "{}", 80 + seq % 500),
                         "request_time" => write!(out, "0.{:03}", seq % 1000),
                         "http_user_agent" => write!(out, "bench \\\"q\\\""),
                         "request_id" => write!(out, "{seq:032x}"),
@@ -302,28 +303,69 @@ fn dir_of(p: &Path) -> PathBuf {
     p.parent().unwrap().to_owned()
 }
 
-/// One HTTP/1.0 request; the status and the body length.
-fn request(port: u16, method: &str, host: &str, path: &str, body: &str) -> (u16, u64) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
+/// A backend on 127.0.0.1 for `n` requests: each is read with its whole
+/// body (by `Content-Length`) and answered `200`. Returns the port and
+/// the thread, which yields the body lengths received.
+fn body_backend(n: usize) -> (u16, std::thread::JoinHandle<Vec<usize>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let thread = std::thread::spawn(move || {
+        let mut lengths = Vec::new();
+        for _ in 0..n {
+            let (mut s, _) = listener.accept().unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut buf = Vec::new();
+            let mut chunk = [0_u8; 16 * 1024];
+            let head_end = loop {
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break i + 4;
+                }
+                let k = s.read(&mut chunk).unwrap();
+                assert!(k > 0, "the request head was cut");
+                buf.extend_from_slice(&chunk[..k]);
+            };
+            let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            while buf.len() < head_end + length {
+                let k = s.read(&mut chunk).unwrap();
+                assert!(k > 0, "the request body was cut");
+                buf.extend_from_slice(&chunk[..k]);
+            }
+            lengths.push(buf.len() - head_end);
+            s.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .unwrap();
+        }
+        lengths
+    });
+    (port, thread)
+}
+
+/// One HTTP/1.0 request; the status, the body length of the answer and
+/// the bytes of the request as sent.
+fn request(port: u16, method: &str, host: &str, path: &str, body: &str) -> (u16, u64, u64) {
+    let raw = format!(
         "{method} {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: it/1\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
-    )
-    .unwrap();
+    );
+    let sent = raw.len() as u64;
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(raw.as_bytes()).unwrap();
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).unwrap();
     let text = String::from_utf8_lossy(&buf);
     if text.is_empty() {
         // nginx's `return 444`: the connection is closed with no answer.
-        return (0, 0);
+        return (0, 0, sent);
     }
     let (head, rest) = text
         .split_once("\r\n\r\n")
         .unwrap_or_else(|| panic!("{method} {path}: {text:?}"));
     let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, rest.len() as u64)
+    (status, rest.len() as u64, sent)
 }
 
 fn value(m: &MetricsBatch, name: &str, label: Option<(&str, &str)>) -> Option<f64> {
@@ -341,6 +383,9 @@ async fn real_requests_are_shipped_as_entries_with_matching_metrics() {
     let Some(env) = Env::new() else { return };
     let rt = NginxRuntime::open(env.config.clone()).await.unwrap();
     rt.ensure_started().await.unwrap();
+    // Requests with a body go to a backend, so that nginx reads the body
+    // (a `return` discards it without counting it in `$request_length`).
+    let (backend_port, backend) = body_backend(3);
     let mut u = update(1, env.port, "hello");
     for (path, ret) in [
         ("/gone", "404 gone"),
@@ -353,6 +398,11 @@ async fn real_requests_are_shipped_as_entries_with_matching_metrics() {
             .insert("return".to_owned(), ret.to_owned());
         u.virtual_hosts[0].spec.locations.push(l);
     }
+    let mut l = u.virtual_hosts[0].spec.locations[0].clone();
+    l.path = "/upload".to_owned();
+    l.custom_directives.clear();
+    l.proxy_pass = Some(format!("http://127.0.0.1:{backend_port}"));
+    u.virtual_hosts[0].spec.locations.push(l);
     let out = rt.apply(u).await;
     assert_eq!(out.status, ConfigApplyStatus::Success, "{out:?}");
 
@@ -369,32 +419,57 @@ async fn real_requests_are_shipped_as_entries_with_matching_metrics() {
     let shipper = AccessLogShipper::start(c, shutdown.clone());
 
     // (method, host, path, request body) and what the client saw.
-    let mut sent = Vec::new();
+    let mut sent: Vec<(&str, &str, String, String)> = Vec::new();
     for i in 0..5 {
         let path = format!("/ok/{i}?q=\"x\"");
-        sent.push(("GET", "app.test", path, ""));
+        sent.push(("GET", "app.test", path, String::new()));
     }
-    sent.push(("POST", "app.test", "/form".to_owned(), "a=1&b=2"));
-    sent.push(("HEAD", "app.test", "/head".to_owned(), ""));
+    sent.push((
+        "POST",
+        "app.test",
+        "/upload/form".to_owned(),
+        "a=1&b=2".to_owned(),
+    ));
+    sent.push(("HEAD", "app.test", "/head".to_owned(), String::new()));
     for path in ["/gone", "/gone", "/moved", "/down"] {
-        sent.push(("GET", "app.test", path.to_owned(), ""));
+        sent.push(("GET", "app.test", path.to_owned(), String::new()));
     }
     // No virtual host has this name: the catch-all server closes the
     // connection (`return 444`).
-    sent.push(("GET", "nobody.test", "/missing".to_owned(), ""));
+    sent.push(("GET", "nobody.test", "/missing".to_owned(), String::new()));
+    // Bodies of known length, larger than nginx's header buffer (1 KiB)
+    // and its in-memory body buffer (16 KiB).
+    sent.push((
+        "POST",
+        "app.test",
+        "/upload/big".to_owned(),
+        "u".repeat(65_536),
+    ));
+    sent.push((
+        "PUT",
+        "app.test",
+        "/upload/put".to_owned(),
+        "p".repeat(1_000),
+    ));
     let mut seen_by_client = Vec::new();
     for (method, host, path, body) in &sent {
-        let (status, len) = request(env.port, method, host, path, body);
-        seen_by_client.push((status, len));
+        seen_by_client.push(request(env.port, method, host, path, body));
     }
+    assert_eq!(
+        backend.join().unwrap(),
+        [7, 65_536, 1_000],
+        "bodies proxied"
+    );
     assert!(
-        seen_by_client[..5].iter().all(|r| *r == (200, 5)),
+        seen_by_client[..5].iter().all(|r| (r.0, r.1) == (200, 5)),
         "{seen_by_client:?}"
     );
     let statuses: Vec<u16> = seen_by_client.iter().map(|r| r.0).collect();
     assert_eq!(
         statuses,
-        [200, 200, 200, 200, 200, 200, 200, 404, 404, 301, 503, 0]
+        [
+            200, 200, 200, 200, 200, 200, 200, 404, 404, 301, 503, 0, 200, 200
+        ]
     );
 
     let mut entries = Vec::new();
@@ -420,7 +495,8 @@ async fn real_requests_are_shipped_as_entries_with_matching_metrics() {
     assert_eq!(entries.len(), sent.len(), "{entries:#?}");
     let mut classes = [0u64; 6];
     let mut bytes = 0;
-    for ((entry, (method, host, path, _)), (status, len)) in
+    let mut bytes_in = 0;
+    for ((entry, (method, host, path, _)), (status, len, request_len)) in
         entries.iter().zip(&sent).zip(&seen_by_client)
     {
         let r = AccessRecord::from_entry(entry).unwrap_or_else(|| panic!("{entry:?}"));
@@ -442,9 +518,15 @@ async fn real_requests_are_shipped_as_entries_with_matching_metrics() {
         }
         assert_eq!(entry.level, "access");
         assert_eq!(entry.message, format!("{method} {path} HTTP/1.0"));
+        // `$request_length`: every byte the client sent, request line,
+        // headers and body.
+        let logged: u64 = entry.fields["request_length"].parse().unwrap();
+        assert_eq!(logged, *request_len, "{entry:?}");
         classes[usize::from(r.status / 100)] += 1;
         bytes += r.body_bytes_sent;
+        bytes_in += logged;
     }
+    assert!(bytes_in > 66_536, "the bodies are counted: {bytes_in}");
     let m = last_metrics.unwrap();
     let n = sent.len() as f64;
     assert_eq!(value(&m, "nginx_http_requests_total", None), Some(n));
@@ -471,9 +553,10 @@ async fn real_requests_are_shipped_as_entries_with_matching_metrics() {
         ),
         Some(n)
     );
-    // The generator's format has no `$request_length`: bytes in are not
-    // reported rather than reported as zero.
-    assert_eq!(value(&m, "nginx_http_request_bytes_total", None), None);
+    assert_eq!(
+        value(&m, "nginx_http_request_bytes_total", None),
+        Some(bytes_in as f64)
+    );
     assert!(value(&m, "nginx_connections_active", None).is_some_and(|a| a >= 1.0));
     shutdown.cancel();
 }

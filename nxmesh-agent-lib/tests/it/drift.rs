@@ -2,7 +2,8 @@
 //! nginx reloaded on it, as an operator would) is reported on the stream
 //! and in the health report; under `revert` the file comes back byte for
 //! byte and nginx serves the applied configuration again, under `report`
-//! the edit stays.
+//! the edit stays. While the active health checks hold a server down, the
+//! tree they serve is the one drift compares with and restores.
 
 use std::path::Path;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use nxmesh_agent_lib::drift::{
     EVENT_REVERTED,
 };
 use nxmesh_agent_lib::telemetry::{AgentTelemetry, EventQueue};
+use nxmesh_agent_lib::upstream_health::{UpstreamHealth, UpstreamHealthConfig};
 use nxmesh_agent_lib::{
     CancellationToken, ConfigApplier, HealthSource, NginxRuntime, Telemetry, TelemetrySource,
 };
@@ -21,6 +23,7 @@ use nxmesh_core::event::AlertSeverity;
 use nxmesh_core::protocol::{AgentEvent, HealthReport};
 
 use crate::nginx_support::{Env, http_get, read_tree, update};
+use crate::upstream_health::{Backend, bodies, key, until, with_upstream};
 
 /// The health report before drift alerts are added.
 struct NoAlerts;
@@ -225,4 +228,174 @@ async fn a_hand_edit_is_kept_but_reported_under_report() {
     assert_eq!(s.detector.check().await.unwrap(), CheckOutcome::Clean);
     assert!(health.health().await.alerts.is_empty());
     assert!(!Path::new(&s.rt.store().live().join("conf.d/stray.conf")).exists());
+}
+
+/// The file of `tree` that holds `needle`.
+fn file_with(tree: &std::collections::BTreeMap<String, Vec<u8>>, needle: &str) -> String {
+    tree.iter()
+        .find(|(_, b)| String::from_utf8_lossy(b).contains(needle))
+        .map(|(p, _)| p.clone())
+        .unwrap_or_else(|| panic!("no file holds {needle:?}"))
+}
+
+/// Puts a held-down server back by hand (`server X down;` becomes
+/// `server X;` in the live tree) and reloads nginx on it.
+async fn put_back_by_hand(rt: &NginxRuntime, address: &str) -> String {
+    let live = rt.store().live();
+    let held = format!("server {address} down;");
+    let file = file_with(&read_tree(&live), &held);
+    let text = std::fs::read_to_string(live.join(&file)).unwrap();
+    std::fs::write(
+        live.join(&file),
+        text.replace(&held, &format!("server {address};")),
+    )
+    .unwrap();
+    rt.nginx().reload().await.unwrap();
+    file
+}
+
+/// While the active health checks hold a server down, `live` is their
+/// re-render (`trees/<served_checksum>`), not the applied tree: that is
+/// not drift, nothing is reverted and nginx is not reloaded. A hand edit
+/// that puts the server back is drift, and the revert restores the served
+/// tree, so the server stays out of rotation; the same holds for an edit
+/// made right after a re-render, before any check took a copy of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_health_check_override_is_not_drift_and_edits_revert_to_it() {
+    let Some(env) = Env::new() else { return };
+    let rt = NginxRuntime::open(env.config.clone()).await.unwrap();
+    rt.ensure_started().await.unwrap();
+    let a = Backend::start(0, "a").await;
+    let b = Backend::start(0, "b").await;
+    let (addr_a, addr_b) = (a.address(), b.address());
+    let out = rt
+        .apply(with_upstream(
+            1,
+            env.port,
+            &[addr_a.clone(), addr_b.clone()],
+        ))
+        .await;
+    assert_eq!(out.status, ConfigApplyStatus::Success, "{out:?}");
+    let applied = rt.applied().unwrap();
+
+    let snapshots = tempfile::tempdir().unwrap();
+    let queue = EventQueue::new(16);
+    let detector = DriftDetector::new(
+        rt.clone(),
+        DriftConfig {
+            interval: Duration::from_secs(3600),
+            policy: DriftPolicy::Revert,
+            snapshot_dir: snapshots.path().join("drift"),
+        },
+        queue.clone(),
+    );
+    let telemetry = AgentTelemetry::new(queue, None, CancellationToken::new());
+    let health = DriftHealth::new(NoAlerts, detector.clone());
+    assert_eq!(detector.check().await.unwrap(), CheckOutcome::Clean);
+
+    // The health checker takes the stopped b out of rotation.
+    let checker = UpstreamHealth::new(
+        rt.clone(),
+        UpstreamHealthConfig {
+            coalesce: Duration::from_millis(100),
+            min_reload_interval: Duration::from_secs(1),
+        },
+    );
+    let stop_checker = CancellationToken::new();
+    let task = {
+        let (c, s) = (checker.clone(), stop_checker.clone());
+        tokio::spawn(async move { c.run(s).await })
+    };
+    until("both servers probed healthy", async || {
+        let s = checker.servers();
+        s.len() == 2 && s.iter().all(|s| s.healthy && s.probes >= 1)
+    })
+    .await;
+    let port_b = b.stop().await;
+    until("b marked down", async || {
+        rt.down_servers().contains(&key(&addr_b))
+    })
+    .await;
+    until("the re-render is counted", async || checker.reloads() >= 1).await;
+    // The verdict stays in the last known good; with the checker stopped,
+    // b can answer again without being let back in.
+    stop_checker.cancel();
+    task.await.unwrap();
+    let lkg = rt.last_known_good().unwrap();
+    let served = lkg.served_checksum.clone().unwrap();
+    assert_ne!(served, applied.checksum);
+    assert_eq!(rt.store().live_checksum(), Some(served.clone()));
+    let held = read_tree(&rt.store().live());
+    let upstream_file = file_with(&held, &format!("server {addr_b} down;"));
+    let _b = Backend::start(port_b, "b").await;
+
+    // Untouched: clean, no event, no alert, no reload.
+    let master = env.master_pid().unwrap();
+    let workers = nxmesh_agent_lib::nginx::worker_pids(master);
+    assert_eq!(detector.check().await.unwrap(), CheckOutcome::Clean);
+    assert_eq!(read_tree(&rt.store().live()), held);
+    assert_eq!(rt.store().live_checksum(), Some(served.clone()));
+    assert_eq!(rt.last_known_good(), Some(lkg.clone()));
+    assert_eq!(
+        nxmesh_agent_lib::nginx::worker_pids(master),
+        workers,
+        "nginx was not reloaded"
+    );
+    assert!(events(&telemetry).await.is_empty());
+    assert!(health.health().await.alerts.is_empty());
+    let seen = bodies(env.port, 20).await.unwrap();
+    assert!(seen.iter().all(|x| x == "a"), "{seen:?}");
+
+    // b put back by hand: drift against the served tree, reverted to it.
+    let edited = put_back_by_hand(&rt, &addr_b).await;
+    assert_eq!(edited, upstream_file);
+    let seen = bodies(env.port, 20).await.unwrap();
+    assert!(seen.iter().any(|x| x == "b"), "the edit is live: {seen:?}");
+    let outcome = detector.check().await.unwrap();
+    let CheckOutcome::Reverted(drift) = outcome else {
+        panic!("{outcome:?}");
+    };
+    assert_eq!(drift.expected, served);
+    assert_eq!(drift.modified, std::slice::from_ref(&upstream_file));
+    assert!(drift.added.is_empty() && drift.removed.is_empty() && !drift.relinked);
+    assert_eq!(
+        read_tree(&rt.store().live()),
+        held,
+        "the served tree, byte for byte"
+    );
+    assert_eq!(rt.store().live_checksum(), Some(served.clone()));
+    assert_eq!(rt.last_known_good(), Some(lkg.clone()));
+    assert_eq!(rt.down_servers(), [key(&addr_b)].into());
+    assert_eq!(rt.applied(), Some(applied.clone()));
+    let seen = bodies(env.port, 30).await.unwrap();
+    assert!(seen.iter().all(|x| x == "a"), "b stays down: {seen:?}");
+    let ev = events(&telemetry).await;
+    assert_eq!(ev.len(), 2, "{ev:?}");
+    assert_eq!(ev[0].event_type, EVENT_DETECTED);
+    assert_eq!(ev[0].data["expected_checksum"], served);
+    assert_eq!(ev[0].data["modified"], upstream_file);
+    assert_eq!(ev[1].event_type, EVENT_REVERTED);
+    assert_eq!(detector.check().await.unwrap(), CheckOutcome::Clean);
+
+    // The verdict cleared, then given again (as the checker does), with no
+    // check in between: the only pristine copy is of the applied tree, so
+    // the served one is rendered again for the revert.
+    let out = rt.set_down_servers(&Default::default()).await;
+    assert_eq!(out.status, ConfigApplyStatus::Success, "{out:?}");
+    assert_eq!(rt.store().live_checksum(), Some(applied.checksum.clone()));
+    assert_eq!(detector.check().await.unwrap(), CheckOutcome::Clean);
+    let out = rt.set_down_servers(&[key(&addr_b)].into()).await;
+    assert_eq!(out.status, ConfigApplyStatus::Success, "{out:?}");
+    assert_eq!(rt.store().live_checksum(), Some(served.clone()));
+    put_back_by_hand(&rt, &addr_b).await;
+    let outcome = detector.check().await.unwrap();
+    assert!(
+        matches!(&outcome, CheckOutcome::Reverted(d) if d.modified == [upstream_file.clone()]),
+        "{outcome:?}"
+    );
+    assert_eq!(read_tree(&rt.store().live()), held);
+    assert_eq!(rt.store().live_checksum(), Some(served.clone()));
+    let seen = bodies(env.port, 30).await.unwrap();
+    assert!(seen.iter().all(|x| x == "a"), "b stays down: {seen:?}");
+    assert_eq!(detector.check().await.unwrap(), CheckOutcome::Clean);
 }

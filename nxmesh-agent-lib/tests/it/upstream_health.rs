@@ -21,13 +21,13 @@ const UPSTREAM: Uuid = Uuid::from_u128(0x55);
 
 /// A backend answering every request with `200 body`, on a fixed port so
 /// that it can be stopped and started again.
-struct Backend {
+pub(crate) struct Backend {
     port: u16,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Backend {
-    async fn start(port: u16, body: &'static str) -> Backend {
+    pub(crate) async fn start(port: u16, body: &'static str) -> Backend {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
             .unwrap();
@@ -59,18 +59,18 @@ impl Backend {
     }
 
     /// Stops listening: new connections are refused.
-    async fn stop(self) -> u16 {
+    pub(crate) async fn stop(self) -> u16 {
         self.task.abort();
         let _ = self.task.await;
         self.port
     }
 
-    fn address(&self) -> String {
+    pub(crate) fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 }
 
-fn with_upstream(version: i64, port: u16, servers: &[String]) -> ConfigUpdate {
+pub(crate) fn with_upstream(version: i64, port: u16, servers: &[String]) -> ConfigUpdate {
     let mut u = update(version, port, "unused");
     let location = &mut u.virtual_hosts[0].spec.locations[0];
     location.custom_directives.clear();
@@ -105,7 +105,7 @@ fn with_upstream(version: i64, port: u16, servers: &[String]) -> ConfigUpdate {
     u
 }
 
-fn key(address: &str) -> DownServer {
+pub(crate) fn key(address: &str) -> DownServer {
     DownServer {
         upstream_id: UPSTREAM,
         address: address.to_owned(),
@@ -122,7 +122,7 @@ fn server(checker: &UpstreamHealth, address: &str) -> ServerHealth {
 
 /// Polls `cond` every 100 ms, for at most 60 s (a deadline against a hung
 /// test, not a timing assertion).
-async fn until(what: &str, mut cond: impl AsyncFnMut() -> bool) {
+pub(crate) async fn until(what: &str, mut cond: impl AsyncFnMut() -> bool) {
     for _ in 0..600 {
         if cond().await {
             return;
@@ -133,7 +133,7 @@ async fn until(what: &str, mut cond: impl AsyncFnMut() -> bool) {
 }
 
 /// Bodies of `n` requests through nginx, or the first failure.
-async fn bodies(port: u16, n: usize) -> Result<Vec<String>, String> {
+pub(crate) async fn bodies(port: u16, n: usize) -> Result<Vec<String>, String> {
     tokio::task::spawn_blocking(move || {
         (0..n)
             .map(|i| match http_get(port, "app.test") {

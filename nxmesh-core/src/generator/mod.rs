@@ -71,11 +71,14 @@ pub const ACCESS_LOG_FORMAT: &str = "nxmesh_json";
 pub const STATUS_PATH: &str = "/nginx_status";
 
 /// The JSON access-log line, one object per request (`escape=json`).
-/// `request_time` is in seconds with millisecond resolution.
+/// `request_time` is in seconds with millisecond resolution;
+/// `request_length` is the bytes received for the request (request line,
+/// headers and body), the agent's bytes-in counter.
 pub const ACCESS_LOG_JSON: &str = concat!(
     r#"{"timestamp":"$time_iso8601","remote_addr":"$remote_addr","#,
     r#""method":"$request_method","uri":"$request_uri","protocol":"$server_protocol","#,
     r#""host":"$host","status":$status,"body_bytes_sent":$body_bytes_sent,"#,
+    r#""request_length":$request_length,"#,
     r#""request_time":$request_time,"user_agent":"$http_user_agent","#,
     r#""referer":"$http_referer","request_id":"$request_id","#,
     r#""upstream_addr":"$upstream_addr","upstream_status":"$upstream_status","#,
@@ -699,10 +702,7 @@ impl<'o> Gen<'o> {
                 "location",
                 vec![
                     c("="),
-                    Cow::Owned(format!(
-                        "{}{path}",
-                        crate::config::ACME_CHALLENGE_PREFIX
-                    )),
+                    Cow::Owned(format!("{}{path}", crate::config::ACME_CHALLENGE_PREFIX)),
                 ],
                 vec![
                     Stmt::simple("default_type", vec![c("text/plain")]),

@@ -537,6 +537,8 @@ async fn telemetry_queries(app: App) {
             sample("nginx_http_responses_total", 20.0, 60, &[("status", "5xx")]),
             sample("nginx_http_response_bytes_total", 0.0, 0, &[]),
             sample("nginx_http_response_bytes_total", 5000.0, 60, &[]),
+            sample("nginx_http_request_bytes_total", 100.0, 0, &[]),
+            sample("nginx_http_request_bytes_total", 1300.0, 60, &[]),
             Metric {
                 kind: MetricType::Gauge,
                 ..sample("nginx_connections_active", 42.0, 60, &[])
@@ -557,6 +559,7 @@ async fn telemetry_queries(app: App) {
     );
     assert_eq!(m["error_rate"], 10.0 / 600.0);
     assert_eq!(m["bandwidth"]["out_bytes"], 5000);
+    assert_eq!(m["bandwidth"]["in_bytes"], 1200);
     assert_eq!(m["active_connections"], 42);
     let am = app
         .get(&format!("/v1/agents/{agent}/metrics?{q}"), t)

@@ -119,7 +119,40 @@ pub(crate) fn cases() -> Vec<Case> {
             version: "1.22.1",
             model: custom_directives(),
         },
+        Case {
+            name: "acme_challenges",
+            version: "1.22.1",
+            model: acme_challenges(),
+        },
     ]
+}
+
+/// ACME HTTP-01 challenges: answered by the plain virtual host that names
+/// the domain (one of its names is a wildcard) and by the port's
+/// catch-all, never by a virtual host of other names or by a TLS one.
+pub(crate) fn acme_challenges() -> ConfigUpdate {
+    model(json!({
+        "config_id": "acme", "version": 1,
+        "virtual_hosts": [{
+            "id": "0b6d0a30-0000-4000-8000-000000000001",
+            "name": "App", "server_name": "app.example.test *.apps.example.test", "listen_port": 28080,
+            "locations": [{"path": "/", "root": "/srv/www"}]
+        }, {
+            "id": "0b6d0a30-0000-4000-8000-000000000002",
+            "name": "Other", "server_name": "other.example.test", "listen_port": 28080,
+            "locations": [{"path": "/", "root": "/srv/other"}]
+        }, {
+            "id": "0b6d0a30-0000-4000-8000-000000000003",
+            "name": "App TLS", "server_name": "app.example.test", "listen_port": 28443,
+            "ssl_enabled": true, "ssl_certificate_id": CERT_ID,
+            "locations": [{"path": "/", "root": "/srv/www"}]
+        }],
+        "certificates": certificates(),
+        "global_settings": {"acme_challenges": [
+            {"domain": "app.example.test", "token": "tok_A-1", "key_authorization": "tok_A-1.thumb_print-x"},
+            {"domain": "b.apps.example.test", "token": "tokB2", "key_authorization": "tokB2.thumbprint"}
+        ]}
+    }))
 }
 
 /// One plain HTTP virtual host serving files.

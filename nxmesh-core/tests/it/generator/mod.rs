@@ -105,7 +105,7 @@ fn goldens_pass_nginx_t() {
         }
         tested += 1;
     }
-    assert_eq!(tested, 7);
+    assert_eq!(tested, 8);
 }
 
 #[test]

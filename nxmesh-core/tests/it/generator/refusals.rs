@@ -256,3 +256,42 @@ fn options_are_checked() {
         ]
     );
 }
+
+#[test]
+fn acme_challenges_that_are_not_acme_text() {
+    let set = |ch: serde_json::Value| {
+        move |v: &mut serde_json::Value| {
+            v["global_settings"] = json!({"acme_challenges": [ch]});
+        }
+    };
+    let f = "global_settings.acme_challenges[0]";
+    for (token, key_authorization, field) in [
+        ("t;ok", "t;ok.thumb", "token"),
+        ("tok/../x", "tok/../x.thumb", "token"),
+        ("tok", "tok.thumb; return 200 x", "key_authorization"),
+        ("tok", "tok.$host", "key_authorization"),
+        ("tok", "other.thumb", "key_authorization"),
+        ("tok", "tok.thumb\nreturn", "key_authorization"),
+    ] {
+        refused(
+            "1.22.1",
+            set(
+                json!({"domain": "r.example.test", "token": token, "key_authorization": key_authorization}),
+            ),
+            &format!("{f}.{field}"),
+            Code::InvalidFormat,
+        );
+    }
+    refused(
+        "1.22.1",
+        set(json!({"domain": "*.example.test", "token": "tok", "key_authorization": "tok.thumb"})),
+        &format!("{f}.domain"),
+        Code::NotAllowed,
+    );
+    refused(
+        "1.22.1",
+        set(json!({"domain": "r.example.test;", "token": "tok", "key_authorization": "tok.thumb"})),
+        &format!("{f}.domain"),
+        Code::InvalidFormat,
+    );
+}
