@@ -299,8 +299,21 @@ struct Master {
     _dir: tempfile::TempDir,
 }
 
+/// Where a master keeps its data when it shares a database with others:
+/// the PostgreSQL URL and the directory of the keys they share.
+struct Shared {
+    url: String,
+    keys: PathBuf,
+}
+
 impl Master {
     async fn start(acme: Option<AcmeConfig>) -> Master {
+        Master::start_on(acme, None).await
+    }
+
+    /// A master over `shared`'s database and keys (one of several masters),
+    /// or over a fresh SQLite database of its own.
+    async fn start_on(acme: Option<AcmeConfig>, shared: Option<&Shared>) -> Master {
         if std::env::var_os("RUST_LOG").is_some() {
             let _ = tracing_subscriber::fmt()
                 .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -309,7 +322,11 @@ impl Master {
         }
         let dir = tempfile::tempdir().unwrap();
         let db_file = dir.path().join("db.sqlite");
-        let url = format!("sqlite://{}?mode=rwc", db_file.display());
+        let url = match shared {
+            Some(s) => s.url.clone(),
+            None => format!("sqlite://{}?mode=rwc", db_file.display()),
+        };
+        let keys_dir = shared.map_or_else(|| dir.path().to_owned(), |s| s.keys.clone());
         let store = Arc::new(SeaStore::connect(&url).await.unwrap());
         bootstrap::ensure_first_admin(
             store.as_ref(),
@@ -319,13 +336,19 @@ impl Master {
         )
         .await
         .unwrap();
-        let keys = TokenKeys::load_or_create(&dir.path().join("jwt.pem"), 900).unwrap();
-        let secrets = SecretBox::load_or_create(&dir.path().join("secret.keys")).unwrap();
+        let keys = TokenKeys::load_or_create(&keys_dir.join("jwt.pem"), 900).unwrap();
+        let secrets = SecretBox::load_or_create(&keys_dir.join("secret.keys")).unwrap();
         let settings = ApiSettings {
             rate_limit_per_minute: 100_000,
             ..ApiSettings::default()
         };
         let state = AppState::new(store.clone(), keys, secrets, settings);
+        // On PostgreSQL the masters of one database share events and
+        // rollouts, as the binary does.
+        let state = match store.cluster(Duration::from_secs(6)) {
+            Some(cluster) => state.in_cluster(cluster),
+            None => state,
+        };
         let service = match acme {
             Some(config) => {
                 CertificateService::spawn(state.clone(), store, config, std::future::pending()).0
@@ -834,6 +857,8 @@ struct AcmeWorld {
     // Dropped in this order: agent (nginx), master, CA, DNS.
     agent: Agent,
     master: Master,
+    /// The master's ACME settings, for another master of the same world.
+    config: AcmeConfig,
     pebble: Pebble,
     _bind: Bind,
     ws: Uuid,
@@ -842,6 +867,11 @@ struct AcmeWorld {
 }
 
 async fn acme_world() -> Option<AcmeWorld> {
+    acme_world_on(None).await
+}
+
+/// [`acme_world`] with its master over `shared` (see [`Master::start_on`]).
+async fn acme_world_on(shared: Option<&Shared>) -> Option<AcmeWorld> {
     let nginx = binary("NXMESH_NGINX", "/usr/sbin/nginx")?;
     let pebble_bin = binary("NXMESH_PEBBLE", "/usr/bin/pebble")?;
     let named = binary("NXMESH_NAMED", "/usr/sbin/named")?;
@@ -870,12 +900,13 @@ async fn acme_world() -> Option<AcmeWorld> {
         alert_after_failures: 1,
         ..RenewalPolicy::default()
     };
-    let master = Master::start(Some(config)).await;
+    let master = Master::start_on(Some(config.clone()), shared).await;
     let ws = master.workspace().await;
     let agent = start_agent(&master, ws, nginx).await;
     Some(AcmeWorld {
         agent,
         master,
+        config,
         pebble,
         _bind: bind,
         ws,
@@ -1137,4 +1168,84 @@ async fn acme_dns01_issues_a_wildcard_through_rfc2136() {
         names.iter().any(|n| n.contains(&format!("*.wild.{ZONE}"))),
         "{names:?}"
     );
+}
+
+/// A fresh database on the test PostgreSQL server (`NXMESH_TEST_DATABASE_URL`,
+/// which `scripts/test.sh` starts); `None` outside CI when there is none.
+async fn postgres_database() -> Option<String> {
+    use sea_orm::ConnectionTrait as _;
+    let Ok(server) = std::env::var("NXMESH_TEST_DATABASE_URL") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "NXMESH_TEST_DATABASE_URL is not set: this test needs PostgreSQL (scripts/test.sh starts one)"
+        );
+        eprintln!("NXMESH_TEST_DATABASE_URL not set; skipping outside CI");
+        return None;
+    };
+    let admin = sea_orm::Database::connect(&server).await.unwrap();
+    let name = format!("certs_{}", Uuid::new_v4().simple());
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let base = server.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap();
+    Some(format!("{base}/{name}"))
+}
+
+/// Two masters on one PostgreSQL, both asked at once to renew the same
+/// certificate: the lease lets exactly one of them renew it (issue 11).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_masters_asked_at_once_renew_a_certificate_once() {
+    let Some(url) = postgres_database().await else {
+        return;
+    };
+    let keys = tempfile::tempdir().unwrap();
+    let shared = Shared {
+        url,
+        keys: keys.path().to_owned(),
+    };
+    let Some(w) = acme_world_on(Some(&shared)).await else {
+        return;
+    };
+    let m = &w.master;
+    let other = Master::start_on(Some(w.config.clone()), Some(&shared)).await;
+    let host = format!("twice.{ZONE}");
+    let v = m.desired(w.agent.id).await;
+    m.vhost(w.ws, plain_vhost("twice-http", &host, w.http_port))
+        .await;
+    m.converged(w.agent.id, v).await;
+    let cert = w.issue(&host).await;
+    let issued = m.certificate(cert).await;
+
+    // The feed of the first master sees the other's events too.
+    let mut events = m.state.events.subscribe();
+    let path = format!("/v1/certificates/{cert}/renew");
+    let (a, b) = tokio::join!(
+        m.call(Method::POST, &path, None),
+        other.call(Method::POST, &path, None)
+    );
+    assert_eq!(a.0, 202, "{}", a.1);
+    assert_eq!(b.0, 202, "{}", b.1);
+
+    // One renewal, then long enough for a second one (an order takes a
+    // few seconds against Pebble) to have shown up if it ran.
+    let mut renewed = 0;
+    let mut deadline = Instant::now() + Duration::from_secs(60);
+    while let Ok(Ok(e)) = tokio::time::timeout_at(deadline, events.next_event()).await {
+        let about_cert = serde_json::to_value(&e.event)
+            .ok()
+            .and_then(|v| v["data"]["certificate_id"].as_str().map(str::to_owned))
+            == Some(cert.to_string());
+        if about_cert && e.event.event_type() == "certificate.renewed" {
+            renewed += 1;
+            if renewed == 1 {
+                deadline = Instant::now() + Duration::from_secs(15);
+            }
+        }
+    }
+    assert_eq!(renewed, 1, "the certificate was renewed {renewed} times");
+    let now = m.certificate(cert).await;
+    assert_eq!(now["status"], "active", "{now}");
+    assert_ne!(now["issued_at"], issued["issued_at"], "{now}");
+    drop(other);
 }
