@@ -287,22 +287,7 @@ async fn events_follow_prints_agent_connected() {
     let grpc = master.grpc().await;
     let config = logged_in(&master).await;
     let client = master.admin();
-    let org = client
-        .organizations()
-        .create(&nxmesh_core::model::CreateOrganization {
-            name: "Acme".into(),
-            slug: "acme".into(),
-        })
-        .await
-        .unwrap();
-    let ws = client
-        .workspaces(org.id)
-        .create(&nxmesh_core::model::CreateWorkspace {
-            name: "Prod".into(),
-            slug: "prod".into(),
-        })
-        .await
-        .unwrap();
+    let ws = prod_workspace(&client).await;
 
     let mut child = nxmesh(&config, &["events", "--follow", "--type", "agent.*"])
         .stdout(Stdio::piped())
@@ -665,22 +650,7 @@ async fn reload_of_a_disconnected_agent_is_one_clear_error() {
     let master = Master::start().await;
     let config = logged_in(&master).await;
     let client = master.admin();
-    let org = client
-        .organizations()
-        .create(&nxmesh_core::model::CreateOrganization {
-            name: "Acme".into(),
-            slug: "acme".into(),
-        })
-        .await
-        .unwrap();
-    let ws = client
-        .workspaces(org.id)
-        .create(&nxmesh_core::model::CreateWorkspace {
-            name: "Prod".into(),
-            slug: "prod".into(),
-        })
-        .await
-        .unwrap();
+    let ws = prod_workspace(&client).await;
     // The token creates the agent, which never connects.
     let token = client
         .agents(ws.id)
@@ -707,22 +677,7 @@ async fn rollout_status_wait_follows_the_fleet_until_it_is_in_sync() {
     let grpc = master.grpc().await;
     let config = logged_in(&master).await;
     let client = master.admin();
-    let org = client
-        .organizations()
-        .create(&nxmesh_core::model::CreateOrganization {
-            name: "Acme".into(),
-            slug: "acme".into(),
-        })
-        .await
-        .unwrap();
-    let ws = client
-        .workspaces(org.id)
-        .create(&nxmesh_core::model::CreateWorkspace {
-            name: "Prod".into(),
-            slug: "prod".into(),
-        })
-        .await
-        .unwrap();
+    let ws = prod_workspace(&client).await;
     let token = client
         .agents(ws.id)
         .create_registration_token(&CreateRegistrationToken {
@@ -796,4 +751,24 @@ async fn rollout_status_wait_follows_the_fleet_until_it_is_in_sync() {
         text.contains(&format!("desired {version}  applied {version}")),
         "{text}"
     );
+}
+
+/// Organization `acme` with workspace `prod`, made through the API.
+async fn prod_workspace(client: &nxmesh_client::Client) -> nxmesh_core::model::Workspace {
+    let org = client
+        .organizations()
+        .create(&nxmesh_core::model::CreateOrganization {
+            name: "Acme".into(),
+            slug: "acme".into(),
+        })
+        .await
+        .unwrap();
+    client
+        .workspaces(org.id)
+        .create(&nxmesh_core::model::CreateWorkspace {
+            name: "Prod".into(),
+            slug: "prod".into(),
+        })
+        .await
+        .unwrap()
 }
