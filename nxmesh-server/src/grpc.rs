@@ -521,7 +521,7 @@ fn ack() -> pb::Ack {
 impl pb::agent_service_server::AgentService for AgentService {
     type StreamStream = MasterStream;
 
-    /// The generic path (the served one is [`AgentService::open_stream`]
+    /// The generic path (the served one is `AgentService::open_stream`
     /// through [`AgentServer`]): the same stream, as generated messages.
     async fn stream(
         &self,
