@@ -150,7 +150,7 @@ fn bench<M: Measurement + 'static>(c: &mut Criterion<M>, group: &str) {
                 Flow::Continue
             })
             .unwrap();
-            assert_eq!(n, FILE_LINES * 15);
+            assert_eq!(n, FILE_LINES * 16);
             n
         });
     });
