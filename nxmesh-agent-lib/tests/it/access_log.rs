@@ -499,7 +499,6 @@ async fn real_requests_are_shipped_as_entries_with_matching_metrics() {
     // nginx logs a request when it finishes, and a proxied request may
     // finish after the next one began (on another worker): pair entries
     // and requests by what they are, not by their order.
-    let mut entries = entries;
     entries.sort_by_key(|e| e.message.clone());
     let mut expected: Vec<_> = sent.iter().zip(&seen_by_client).collect();
     expected.sort_by_key(|((method, _, path, _), _)| format!("{method} {path} HTTP/1.0"));
