@@ -25,7 +25,7 @@ use std::io::Write as _;
 use std::time::Duration;
 
 use chrono::Utc;
-use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use criterion::measurement::Measurement;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use nxmesh_agent_lib::accesslog::parse::parse_line;
 use nxmesh_agent_lib::accesslog::tail::{Flow, TailConfig, Tailed, Tailer};
@@ -161,46 +161,10 @@ fn bench_wall(c: &mut Criterion) {
     bench(c, "access-log");
 }
 
-/// On-CPU time of the benchmark thread, as in `nxmesh-core/benches`.
-struct CpuTime;
-
-fn cpu_ns() -> u64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|n| n.parse().ok()))
-        .unwrap_or(0)
-}
-
-static WALL: WallTime = WallTime;
-
-impl Measurement for CpuTime {
-    type Intermediate = u64;
-    type Value = Duration;
-
-    fn start(&self) -> u64 {
-        cpu_ns()
-    }
-
-    fn end(&self, start: u64) -> Duration {
-        Duration::from_nanos(cpu_ns().saturating_sub(start))
-    }
-
-    fn add(&self, a: &Duration, b: &Duration) -> Duration {
-        *a + *b
-    }
-
-    fn zero(&self) -> Duration {
-        Duration::ZERO
-    }
-
-    fn to_f64(&self, v: &Duration) -> f64 {
-        v.as_nanos() as f64
-    }
-
-    fn formatter(&self) -> &dyn ValueFormatter {
-        WALL.formatter()
-    }
-}
+// The same measurement as the core benchmarks, one file for both crates.
+#[path = "../../nxmesh-core/benches/common/cpu_time.rs"]
+mod cpu_time;
+use cpu_time::CpuTime;
 
 fn bench_cpu(c: &mut Criterion<CpuTime>) {
     bench(c, "access-log-cpu");

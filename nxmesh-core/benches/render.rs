@@ -6,9 +6,6 @@
 
 use std::collections::BTreeMap;
 
-use std::time::Duration;
-
-use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{Criterion, criterion_group, criterion_main};
 use nxmesh_core::config::{ConfigUpdate, UpstreamConfig, VirtualHostConfig};
 use nxmesh_core::generator::{self, RenderOptions};
@@ -139,48 +136,9 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-/// On-CPU time of the benchmark thread (`/proc/thread-self/schedstat`):
-/// on a shared, loaded machine this excludes the time the thread waits for
-/// a core, which wall time does not.
-struct CpuTime;
-
-fn cpu_ns() -> u64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|n| n.parse().ok()))
-        .unwrap_or(0)
-}
-
-static WALL: WallTime = WallTime;
-
-impl Measurement for CpuTime {
-    type Intermediate = u64;
-    type Value = Duration;
-
-    fn start(&self) -> u64 {
-        cpu_ns()
-    }
-
-    fn end(&self, start: u64) -> Duration {
-        Duration::from_nanos(cpu_ns().saturating_sub(start))
-    }
-
-    fn add(&self, a: &Duration, b: &Duration) -> Duration {
-        *a + *b
-    }
-
-    fn zero(&self) -> Duration {
-        Duration::ZERO
-    }
-
-    fn to_f64(&self, v: &Duration) -> f64 {
-        v.as_nanos() as f64
-    }
-
-    fn formatter(&self) -> &dyn ValueFormatter {
-        WALL.formatter()
-    }
-}
+#[path = "common/cpu_time.rs"]
+mod cpu_time;
+use cpu_time::CpuTime;
 
 fn bench_cpu(c: &mut Criterion<CpuTime>) {
     let update = model(10_000);
