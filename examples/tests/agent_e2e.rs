@@ -22,9 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use axum::Router;
-use axum::body::Body;
-use axum::http::{Method, Request};
+use axum::http::Method;
 use nxmesh_agent_lib::{
     AgentConfig, AgentIdentity, ApplyOutcome, BackoffConfig, CancellationToken, CommandHandler,
     ConfigApplier, FatalError, Handlers, HealthSource, Timeouts,
@@ -45,8 +43,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
-use tower::ServiceExt as _;
 use uuid::Uuid;
+
+mod common;
+use common::{Rest, id};
 
 const ADMIN_EMAIL: &str = "admin@example.com";
 const PASSWORD: &str = "correct horse battery staple";
@@ -59,9 +59,8 @@ const DEADLINE: Duration = Duration::from_secs(20);
 /// The REST app (called without a socket) and the agent service on a TLS
 /// socket on 127.0.0.1, over a fresh SQLite database.
 struct Master {
-    router: Router,
+    rest: Rest,
     state: AppState,
-    admin: String,
     /// `https://127.0.0.1:PORT` of the agent service.
     grpc_addr: std::net::SocketAddr,
     /// The master's own CA, which agents pin.
@@ -130,81 +129,14 @@ impl Master {
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
         );
 
-        let router = http::app(state.clone());
-        let mut master = Master {
-            router,
+        let rest = Rest::login(http::app(state.clone()), ADMIN_EMAIL, PASSWORD).await;
+        Master {
+            rest,
             state,
-            admin: String::new(),
             grpc_addr,
             ca_file,
             dir,
-        };
-        let login = master
-            .call(
-                Method::POST,
-                "/v1/auth/login",
-                Some(json!({"email": ADMIN_EMAIL, "password": PASSWORD})),
-            )
-            .await;
-        master.admin = login.1["access_token"].as_str().unwrap().to_owned();
-        master
-    }
-
-    /// One REST call as the administrator: status and JSON body.
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = Request::builder().method(method).uri(path);
-        if !self.admin.is_empty() {
-            req = req.header("authorization", format!("Bearer {}", self.admin));
         }
-        let req = match body {
-            Some(b) => req
-                .header("content-type", "application/json")
-                .body(Body::from(b.to_string()))
-                .unwrap(),
-            None => req.body(Body::empty()).unwrap(),
-        };
-        let res = self.router.clone().oneshot(req).await.unwrap();
-        let status = res.status().as_u16();
-        let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap()
-        };
-        (status, body)
-    }
-
-    async fn ok(&self, method: Method, path: &str, body: Option<Value>, status: u16) -> Value {
-        let (got, body) = self.call(method, path, body).await;
-        assert_eq!(got, status, "{path}: {body}");
-        body
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        self.ok(Method::GET, path, None, 200).await
-    }
-
-    /// An organization with one workspace.
-    async fn workspace(&self) -> Uuid {
-        let org = self
-            .ok(
-                Method::POST,
-                "/v1/organizations",
-                Some(json!({"name": "Acme", "slug": "acme"})),
-                201,
-            )
-            .await;
-        let ws = self
-            .ok(
-                Method::POST,
-                &format!("/v1/organizations/{}/workspaces", id(&org)),
-                Some(json!({"name": "Production", "slug": "production"})),
-                201,
-            )
-            .await;
-        id(&ws)
     }
 
     /// A new agent and its single-use registration token.
@@ -236,13 +168,6 @@ impl Master {
     fn agent_url(&self) -> String {
         format!("https://{}", self.grpc_addr)
     }
-}
-
-fn id(v: &Value) -> Uuid {
-    v["id"]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no id in {v}"))
 }
 
 /// Polls `f` until it holds, at most [`DEADLINE`].
@@ -810,4 +735,12 @@ async fn dead_connection_goes_offline_and_reconnect_converges() {
     assert_eq!(latest.virtual_hosts.len(), 2, "both virtual hosts");
     assert_eq!(agent.recorder.versions(), [first, desired]);
     running.stop().await;
+}
+
+impl std::ops::Deref for Master {
+    type Target = Rest;
+
+    fn deref(&self) -> &Rest {
+        &self.rest
+    }
 }

@@ -27,9 +27,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::Body;
-use axum::http::{Method, Request};
+use axum::http::Method;
 use base64::Engine as _;
 use nxmesh_agent_lib::health::RuntimeHealth;
 use nxmesh_agent_lib::nginx::NginxMode;
@@ -52,8 +50,10 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
-use tower::ServiceExt as _;
 use uuid::Uuid;
+
+mod common;
+use common::{Rest, id};
 
 const ADMIN_EMAIL: &str = "admin@example.com";
 const PASSWORD: &str = "correct horse battery staple";
@@ -290,9 +290,8 @@ impl Pebble {
 /// The master in process over a fresh SQLite database, with its agent
 /// service on a TLS socket and, when `acme` is given, the ACME scheduler.
 struct Master {
-    router: Router,
+    rest: Rest,
     state: AppState,
-    admin: String,
     grpc_addr: SocketAddr,
     ca_file: PathBuf,
     db_file: PathBuf,
@@ -381,79 +380,15 @@ impl Master {
                 .add_service(service.into_server())
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
         );
-        let mut master = Master {
-            router: http::app(state.clone()),
+        let rest = Rest::login(http::app(state.clone()), ADMIN_EMAIL, PASSWORD).await;
+        Master {
+            rest,
             state,
-            admin: String::new(),
             grpc_addr,
             ca_file,
             db_file,
             _dir: dir,
-        };
-        let login = master
-            .call(
-                Method::POST,
-                "/v1/auth/login",
-                Some(json!({"email": ADMIN_EMAIL, "password": PASSWORD})),
-            )
-            .await;
-        master.admin = login.1["access_token"].as_str().unwrap().to_owned();
-        master
-    }
-
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = Request::builder().method(method).uri(path);
-        if !self.admin.is_empty() {
-            req = req.header("authorization", format!("Bearer {}", self.admin));
         }
-        let req = match body {
-            Some(b) => req
-                .header("content-type", "application/json")
-                .body(Body::from(b.to_string()))
-                .unwrap(),
-            None => req.body(Body::empty()).unwrap(),
-        };
-        let res = self.router.clone().oneshot(req).await.unwrap();
-        let status = res.status().as_u16();
-        let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap()
-        };
-        (status, body)
-    }
-
-    async fn ok(&self, method: Method, path: &str, body: Option<Value>, status: u16) -> Value {
-        let (got, body) = self.call(method, path, body).await;
-        assert_eq!(got, status, "{path}: {body}");
-        body
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        self.ok(Method::GET, path, None, 200).await
-    }
-
-    async fn workspace(&self) -> Uuid {
-        let org = self
-            .ok(
-                Method::POST,
-                "/v1/organizations",
-                Some(json!({"name": "Acme", "slug": "acme"})),
-                201,
-            )
-            .await;
-        let ws = self
-            .ok(
-                Method::POST,
-                &format!("/v1/organizations/{}/workspaces", id(&org)),
-                Some(json!({"name": "Production", "slug": "production"})),
-                201,
-            )
-            .await;
-        id(&ws)
     }
 
     async fn vhost(&self, ws: Uuid, body: Value) -> Uuid {
@@ -490,13 +425,6 @@ impl Master {
         })
         .await;
     }
-}
-
-fn id(v: &Value) -> Uuid {
-    v["id"]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no id in {v}"))
 }
 
 async fn eventually<F, Fut>(what: &str, mut f: F)
@@ -1248,4 +1176,12 @@ async fn two_masters_asked_at_once_renew_a_certificate_once() {
     assert_eq!(now["status"], "active", "{now}");
     assert_ne!(now["issued_at"], issued["issued_at"], "{now}");
     drop(other);
+}
+
+impl std::ops::Deref for Master {
+    type Target = Rest;
+
+    fn deref(&self) -> &Rest {
+        &self.rest
+    }
 }
