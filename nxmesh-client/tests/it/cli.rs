@@ -305,15 +305,7 @@ async fn events_follow_prints_agent_connected() {
     .unwrap();
     assert!(ready.contains("watching events"), "{ready}");
 
-    let token = client
-        .agents(ws.id)
-        .create_registration_token(&CreateRegistrationToken {
-            name: "web-01".into(),
-            labels: Default::default(),
-            expires_in_hours: None,
-        })
-        .await
-        .unwrap();
+    let token = web_01_token(&client, ws.id).await;
     let agent = register_agent(&grpc, &token.token).await;
 
     let line = tokio::time::timeout(
@@ -652,15 +644,7 @@ async fn reload_of_a_disconnected_agent_is_one_clear_error() {
     let client = master.admin();
     let ws = prod_workspace(&client).await;
     // The token creates the agent, which never connects.
-    let token = client
-        .agents(ws.id)
-        .create_registration_token(&CreateRegistrationToken {
-            name: "web-01".into(),
-            labels: Default::default(),
-            expires_in_hours: None,
-        })
-        .await
-        .unwrap();
+    let token = web_01_token(&client, ws.id).await;
     let out = run(&config, &["agents", "reload", &token.agent_id.to_string()]).await;
     assert!(!out.status.success());
     assert_eq!(stdout(&out), "", "nothing on stdout");
@@ -678,15 +662,7 @@ async fn rollout_status_wait_follows_the_fleet_until_it_is_in_sync() {
     let config = logged_in(&master).await;
     let client = master.admin();
     let ws = prod_workspace(&client).await;
-    let token = client
-        .agents(ws.id)
-        .create_registration_token(&CreateRegistrationToken {
-            name: "web-01".into(),
-            labels: Default::default(),
-            expires_in_hours: None,
-        })
-        .await
-        .unwrap();
+    let token = web_01_token(&client, ws.id).await;
     let mut agent = register_agent(&grpc, &token.token).await;
     let vhost: nxmesh_core::model::CreateVirtualHost = serde_json::from_value(serde_json::json!({
         "name": "Shop",
@@ -768,6 +744,22 @@ async fn prod_workspace(client: &nxmesh_client::Client) -> nxmesh_core::model::W
         .create(&nxmesh_core::model::CreateWorkspace {
             name: "Prod".into(),
             slug: "prod".into(),
+        })
+        .await
+        .unwrap()
+}
+
+/// A registration token for a new agent `web-01` in `workspace`.
+async fn web_01_token(
+    client: &nxmesh_client::Client,
+    workspace: uuid::Uuid,
+) -> nxmesh_core::model::RegistrationTokenCreated {
+    client
+        .agents(workspace)
+        .create_registration_token(&CreateRegistrationToken {
+            name: "web-01".into(),
+            labels: Default::default(),
+            expires_in_hours: None,
         })
         .await
         .unwrap()
