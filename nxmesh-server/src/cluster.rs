@@ -368,7 +368,7 @@ impl Follower {
                 let kind: String = row.try_get("", "kind")?;
                 let payload: String = row.try_get("", "payload")?;
                 match decode(&kind, &payload) {
-                    Ok(entry) => self.deliver(entry).await,
+                    Ok(entry) => self.deliver(entry),
                     Err(e) => tracing::warn!(id, kind, error = %e, "skipping a cluster log row"),
                 }
             }
@@ -379,7 +379,7 @@ impl Follower {
         }
     }
 
-    async fn deliver(&self, entry: Entry) {
+    fn deliver(&self, entry: Entry) {
         match entry {
             Entry::Rollout(versions) => self.rollout.deliver(versions),
             Entry::Events(envelopes) => {

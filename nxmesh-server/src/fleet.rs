@@ -250,23 +250,18 @@ impl Fleet {
 #[async_trait]
 impl AgentSender for Fleet {
     async fn send(&self, agent_id: Uuid, payload: MasterPayload) -> Result<(), TransportError> {
-        let (tx, config) = self
+        if let MasterPayload::ConfigUpdate(update) = payload {
+            let version = update.version;
+            return self.offer_config(agent_id, Arc::new(SharedConfig::new(*update)), version);
+        }
+        let tx = self
             .lock_agents()
             .get(&agent_id)
-            .filter(|l| !l.queue.is_closed())
-            .map(|l| (l.queue.clone(), l.config.clone()))
+            .map(|l| l.queue.clone())
             .ok_or(TransportError::NotConnected(agent_id))?;
-        match payload {
-            MasterPayload::ConfigUpdate(update) => {
-                let version = update.version;
-                config.offer(Arc::new(SharedConfig::new(*update)), version);
-                Ok(())
-            }
-            other => tx
-                .send(other)
-                .await
-                .map_err(|_| TransportError::NotConnected(agent_id)),
-        }
+        tx.send(payload)
+            .await
+            .map_err(|_| TransportError::NotConnected(agent_id))
     }
 
     fn is_connected(&self, agent_id: Uuid) -> bool {

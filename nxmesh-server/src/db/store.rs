@@ -1765,11 +1765,7 @@ impl LedgerStore for SeaStore {
         agent_id: Uuid,
         status: &ConfigStatus,
     ) -> StorageResult<AgentConfigState> {
-        // Two single statements, each atomic on its own: no transaction
-        // that reads and then writes, which SQLite refuses outright (busy)
-        // when another writer commits in between. The `WHERE` keeps the
-        // applied version from going back: a late report about an older
-        // version changes nothing.
+        // No transaction: see `status_statements`.
         let [ensure, update] = status_statements(self.db.get_database_backend(), agent_id, status);
         self.db
             .execute_raw(ensure)
