@@ -404,7 +404,7 @@ impl AgentService {
             .entries
             .iter()
             .filter(|e| e.level == "access")
-            .filter_map(|e| access_entry(s.peer.agent.id, e))
+            .filter_map(|e| AccessLogEntry::from_log_entry(Uuid::new_v4(), s.peer.agent.id, e))
             .collect();
         self.state.store.insert_access_logs(&entries).await
     }
@@ -455,37 +455,6 @@ fn transient(s: &Session, what: &str, r: Result<(), StorageError>) -> Result<(),
         }
         other => other,
     }
-}
-
-/// An access-log line as the agent ships it (fields of nginx's JSON log
-/// format) to the stored entry; lines that lack the essentials are dropped.
-fn access_entry(agent_id: Uuid, e: &nxmesh_core::protocol::LogEntry) -> Option<AccessLogEntry> {
-    let f = |k: &str| {
-        e.fields
-            .get(k)
-            .filter(|v| !v.is_empty() && *v != "-")
-            .cloned()
-    };
-    Some(AccessLogEntry {
-        id: Uuid::new_v4(),
-        agent_id,
-        timestamp: e.timestamp,
-        remote_addr: f("remote_addr")?,
-        method: f("method")?,
-        uri: f("uri")?,
-        protocol: f("protocol").unwrap_or_default(),
-        host: f("host").unwrap_or_default(),
-        status: f("status")?.parse().ok()?,
-        body_bytes_sent: f("body_bytes_sent")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0),
-        response_time_ms: f("request_time")
-            .and_then(|v| v.parse::<f64>().ok())
-            .map_or(0.0, |s| s * 1000.0),
-        user_agent: f("user_agent"),
-        referer: f("referer"),
-        request_id: f("request_id"),
-    })
 }
 
 /// Authenticates a unary call by its `authorization: Bearer <credential>`.

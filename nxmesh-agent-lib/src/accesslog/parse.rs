@@ -307,68 +307,6 @@ pub fn invalid_entry(line: &[u8], error: ParseError, now: DateTime<Utc>) -> LogE
     }
 }
 
-/// The specification's access-log fields, read from a shipped entry (the
-/// same reading the master does; `-` and empty values are absent).
-#[derive(Debug, Clone, PartialEq)]
-pub struct AccessRecord {
-    /// When the request was logged.
-    pub timestamp: DateTime<Utc>,
-    /// Client address.
-    pub remote_addr: String,
-    /// Request method.
-    pub method: String,
-    /// Request URI, with its query string.
-    pub uri: String,
-    /// `HTTP/1.1`, `HTTP/2.0`, …
-    pub protocol: String,
-    /// The `Host` nginx matched.
-    pub host: String,
-    /// Response status.
-    pub status: u16,
-    /// Response body bytes.
-    pub body_bytes_sent: u64,
-    /// `$request_time` in milliseconds.
-    pub response_time_ms: f64,
-    /// `User-Agent`, if sent.
-    pub user_agent: Option<String>,
-    /// `Referer`, if sent.
-    pub referer: Option<String>,
-    /// nginx's `$request_id`.
-    pub request_id: Option<String>,
-}
-
-impl AccessRecord {
-    /// Reads `entry`; `None` when it lacks the address, method, URI or a
-    /// numeric status.
-    pub fn from_entry(entry: &LogEntry) -> Option<AccessRecord> {
-        let f = |k: &str| {
-            entry
-                .fields
-                .get(k)
-                .filter(|v| !v.is_empty() && *v != "-")
-                .cloned()
-        };
-        Some(AccessRecord {
-            timestamp: entry.timestamp,
-            remote_addr: f("remote_addr")?,
-            method: f("method")?,
-            uri: f("uri")?,
-            protocol: f("protocol").unwrap_or_default(),
-            host: f("host").unwrap_or_default(),
-            status: f("status")?.parse().ok()?,
-            body_bytes_sent: f("body_bytes_sent")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0),
-            response_time_ms: f("request_time")
-                .and_then(|v| v.parse::<f64>().ok())
-                .map_or(0.0, |s| s * 1000.0),
-            user_agent: f("user_agent"),
-            referer: f("referer"),
-            request_id: f("request_id"),
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -401,7 +339,9 @@ mod tests {
         assert_eq!(e.level, "access");
         assert_eq!(e.message, "GET /a?b=1 HTTP/1.1");
         assert_eq!(e.timestamp.to_rfc3339(), "2026-11-27T21:12:14+00:00");
-        let r = AccessRecord::from_entry(&e).unwrap();
+        // The master reads it as the specification's access-log entry.
+        let nil = uuid::Uuid::nil();
+        let r = nxmesh_core::model::AccessLogEntry::from_log_entry(nil, nil, &e).unwrap();
         assert_eq!((r.status, r.body_bytes_sent), (404, 153));
         assert!((r.response_time_ms - 12.0).abs() < 1e-9);
         assert_eq!(r.referer, None);

@@ -10,13 +10,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use nxmesh_agent_lib::accesslog::parse::AccessRecord;
 use nxmesh_agent_lib::accesslog::{AccessLogConfig, AccessLogShipper, Checkpoint, ShipperStatus};
 use nxmesh_agent_lib::{
     CancellationToken, ConfigApplier, NginxRuntime, Telemetry, TelemetrySource,
 };
 use nxmesh_core::config::ConfigApplyStatus;
 use nxmesh_core::generator::ACCESS_LOG_JSON;
+use nxmesh_core::model::AccessLogEntry;
 use nxmesh_core::protocol::{LogEntry, MetricsBatch};
 
 use crate::nginx_support::{Env, update};
@@ -505,7 +505,8 @@ async fn real_requests_are_shipped_as_entries_with_matching_metrics() {
     for (entry, ((method, host, path, _), (status, len, request_len))) in
         entries.iter().zip(expected)
     {
-        let r = AccessRecord::from_entry(entry).unwrap_or_else(|| panic!("{entry:?}"));
+        let r = AccessLogEntry::from_log_entry(uuid::Uuid::nil(), uuid::Uuid::nil(), entry)
+            .unwrap_or_else(|| panic!("{entry:?}"));
         assert_eq!(r.method, *method);
         assert_eq!(r.uri, *path);
         assert_eq!(r.host, *host);

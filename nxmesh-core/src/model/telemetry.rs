@@ -184,6 +184,46 @@ pub struct AccessLogEntry {
     pub request_id: Option<String>,
 }
 
+impl AccessLogEntry {
+    /// Reads an access-log line as the agent ships it (the fields of the
+    /// generator's JSON log format; `-` and empty values are absent), as
+    /// entry `id` of `agent_id`. `None` when it lacks the address, method,
+    /// URI or a numeric status.
+    pub fn from_log_entry(
+        id: Uuid,
+        agent_id: Uuid,
+        entry: &crate::protocol::LogEntry,
+    ) -> Option<AccessLogEntry> {
+        let f = |k: &str| {
+            entry
+                .fields
+                .get(k)
+                .filter(|v| !v.is_empty() && *v != "-")
+                .cloned()
+        };
+        Some(AccessLogEntry {
+            id,
+            agent_id,
+            timestamp: entry.timestamp,
+            remote_addr: f("remote_addr")?,
+            method: f("method")?,
+            uri: f("uri")?,
+            protocol: f("protocol").unwrap_or_default(),
+            host: f("host").unwrap_or_default(),
+            status: f("status")?.parse().ok()?,
+            body_bytes_sent: f("body_bytes_sent")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            response_time_ms: f("request_time")
+                .and_then(|v| v.parse::<f64>().ok())
+                .map_or(0.0, |s| s * 1000.0),
+            user_agent: f("user_agent"),
+            referer: f("referer"),
+            request_id: f("request_id"),
+        })
+    }
+}
+
 /// The `meta` block of an access-log page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
