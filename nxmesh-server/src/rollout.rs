@@ -120,7 +120,9 @@ async fn coordinate(mut rx: mpsc::UnboundedReceiver<Vec<Uuid>>, ctx: Context) {
 }
 
 async fn push(ctx: &Context, agents: &[Uuid]) -> Result<(), StorageError> {
+    let started = std::time::Instant::now();
     let versions = ctx.store.bump_desired_versions(agents).await?;
+    tracing::debug!(agents = agents.len(), elapsed = ?started.elapsed(), "desired versions bumped");
     if let Some(cluster) = &ctx.cluster
         && let Err(e) = cluster.announce_rollout(&versions).await
     {
@@ -132,6 +134,7 @@ async fn push(ctx: &Context, agents: &[Uuid]) -> Result<(), StorageError> {
 
 /// Sends each agent connected here its configuration at its version.
 async fn deliver(ctx: &Context, versions: Vec<(Uuid, i64)>) -> Result<(), StorageError> {
+    let started = std::time::Instant::now();
     // Everything is read before anything is sent, in a few statements: a
     // change that targets thousands of agents must not wait behind the
     // status reports of the agents that already got it.
@@ -160,6 +163,7 @@ async fn deliver(ctx: &Context, versions: Vec<(Uuid, i64)>) -> Result<(), Storag
             ))
         });
     }
+    tracing::debug!(agents = found.len(), configurations = built.len(), elapsed = ?started.elapsed(), "configurations built");
     for (agent, version) in connected {
         let Some(a) = found.get(&agent) else {
             continue;
@@ -169,6 +173,7 @@ async fn deliver(ctx: &Context, versions: Vec<(Uuid, i64)>) -> Result<(), Storag
             tracing::debug!(%agent, error = %e, "agent went away before its update; it gets it on reconnect");
         }
     }
+    tracing::debug!(elapsed = ?started.elapsed(), "configurations offered");
     Ok(())
 }
 

@@ -7,24 +7,30 @@
 //! the master's CPU in a large rollout. Here a configuration is encoded
 //! once, without its version, and each agent's `MasterMessage` is written
 //! around those bytes: the timestamp, the `config_update` field's key and
-//! length, the shared bytes, then the agent's `version` field. Protobuf
+//! length, the agent's `version` field, then the shared bytes. Protobuf
 //! allows fields in any order, so an agent decodes exactly the message the
 //! generated code would have written.
 //!
-//! The `Stream` method is served with [`OutgoingCodec`]; the unary methods
-//! go to the generated server as they are ([`AgentServer`]).
+//! The shared bytes are not copied either: the `Stream` method's response
+//! body ([`OutgoingBody`]) hands HTTP/2 each message as a small head and
+//! the shared bytes as they are, where tonic's encoder would copy every
+//! message into a buffer per stream that then keeps its size for the
+//! stream's life (16 KiB and more for each of thousands of agents). The
+//! unary methods go to the generated server as they are ([`AgentServer`]).
 
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use nxmesh_core::config::ConfigUpdate;
 use nxmesh_proto::pb;
 use nxmesh_proto::pb::agent_service_server::AgentServiceServer;
 use prost::Message as _;
-use prost::bytes::Bytes;
+use prost::bytes::{BufMut as _, Bytes, BytesMut};
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, int64};
+use tokio_stream::Stream;
 use tonic::Status;
-use tonic::codec::{Codec, EncodeBuf, Encoder};
+use tonic::codec::{BufferSettings, Streaming};
 use tonic::codegen::{Body, BoxFuture, Service, StdError, http};
 use tonic::server::NamedService;
 use tonic_prost::ProstDecoder;
@@ -104,87 +110,122 @@ impl Outgoing {
         match self {
             Outgoing::Message(m) => Ok(*m),
             config @ Outgoing::Config { .. } => {
-                let mut buf = Vec::new();
-                config.write(&mut buf);
-                pb::MasterMessage::decode(buf.as_slice())
+                let (head, shared) = config.frame();
+                let mut message = head.slice(FRAME_PREFIX..).to_vec();
+                message.extend_from_slice(&shared.unwrap_or_default());
+                pb::MasterMessage::decode(message.as_slice())
                     .map_err(|e| Status::internal(format!("re-decoding a configuration: {e}")))
             }
         }
     }
 
-    fn write(&self, buf: &mut impl prost::bytes::BufMut) {
+    /// The message as a gRPC frame (the 5-byte length prefix, then the
+    /// message): a head, and for a configuration its shared bytes, which
+    /// follow the head on the wire.
+    fn frame(&self) -> (Bytes, Option<Bytes>) {
         match self {
-            Outgoing::Message(m) => m.encode_raw(buf),
+            Outgoing::Message(m) => {
+                let len = m.encoded_len();
+                let mut head = BytesMut::with_capacity(FRAME_PREFIX + len);
+                put_prefix(&mut head, len);
+                m.encode_raw(&mut head);
+                (head.freeze(), None)
+            }
             Outgoing::Config {
                 config,
                 version,
                 timestamp,
             } => {
                 let shared = config.encoded();
-                int64::encode(TIMESTAMP, timestamp, buf);
-                let body = shared.len() + int64::encoded_len(VERSION, version);
-                encode_key(CONFIG_UPDATE, WireType::LengthDelimited, buf);
-                encode_varint(body as u64, buf);
-                buf.put_slice(&shared);
-                int64::encode(VERSION, version, buf);
-            }
-        }
-    }
-
-    fn encoded_len(&self) -> usize {
-        match self {
-            Outgoing::Message(m) => m.encoded_len(),
-            Outgoing::Config {
-                config,
-                version,
-                timestamp,
-            } => {
-                let body = config.encoded().len() + int64::encoded_len(VERSION, version);
-                int64::encoded_len(TIMESTAMP, timestamp)
+                let body = int64::encoded_len(VERSION, version) + shared.len();
+                let len = int64::encoded_len(TIMESTAMP, timestamp)
                     + prost::encoding::key_len(CONFIG_UPDATE)
                     + encoded_len_varint(body as u64)
-                    + body
+                    + body;
+                let mut head = BytesMut::with_capacity(FRAME_PREFIX + len - shared.len());
+                put_prefix(&mut head, len);
+                int64::encode(TIMESTAMP, timestamp, &mut head);
+                encode_key(CONFIG_UPDATE, WireType::LengthDelimited, &mut head);
+                encode_varint(body as u64, &mut head);
+                int64::encode(VERSION, version, &mut head);
+                (head.freeze(), Some(shared))
             }
         }
     }
 }
 
-/// The codec of the `Stream` method: [`Outgoing`] down, `AgentMessage` up.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct OutgoingCodec;
+/// The gRPC length prefix: a compression flag and the length (big endian).
+const FRAME_PREFIX: usize = 5;
 
-impl Codec for OutgoingCodec {
-    type Encode = Outgoing;
-    type Decode = pb::AgentMessage;
-    type Encoder = OutgoingEncoder;
-    type Decoder = ProstDecoder<pb::AgentMessage>;
+fn put_prefix(buf: &mut BytesMut, len: usize) {
+    buf.put_u8(0);
+    // A longer message is refused before it is framed (`MAX_MESSAGE`).
+    buf.put_u32(u32::try_from(len).unwrap_or(u32::MAX));
+}
 
-    fn encoder(&mut self) -> Self::Encoder {
-        OutgoingEncoder
-    }
+/// The body of a `Stream` response: every message as a gRPC frame, a
+/// configuration's shared bytes handed on without a copy, then the
+/// stream's status as trailers.
+struct OutgoingBody {
+    messages: crate::grpc::OutgoingStream,
+    /// The shared bytes of the configuration whose head went last.
+    shared: Option<Bytes>,
+    ended: bool,
+}
 
-    fn decoder(&mut self) -> Self::Decoder {
-        ProstDecoder::default()
+impl OutgoingBody {
+    fn new(messages: crate::grpc::OutgoingStream) -> OutgoingBody {
+        OutgoingBody {
+            messages,
+            shared: None,
+            ended: false,
+        }
     }
 }
 
-/// Writes [`Outgoing`] messages.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct OutgoingEncoder;
-
-impl Encoder for OutgoingEncoder {
-    type Item = Outgoing;
+impl Body for OutgoingBody {
+    type Data = Bytes;
     type Error = Status;
 
-    fn encode(&mut self, item: Outgoing, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.reserve(item.encoded_len());
-        item.write(dst);
-        Ok(())
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Status>>> {
+        let this = &mut *self;
+        if let Some(shared) = this.shared.take() {
+            return Poll::Ready(Some(Ok(http_body::Frame::data(shared))));
+        }
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        let status = match ready!(Stream::poll_next(this.messages.as_mut(), cx)) {
+            Some(Ok(message)) => {
+                let (head, shared) = message.frame();
+                let len = head.len() - FRAME_PREFIX + shared.as_ref().map_or(0, Bytes::len);
+                if len <= MAX_MESSAGE {
+                    this.shared = shared;
+                    return Poll::Ready(Some(Ok(http_body::Frame::data(head))));
+                }
+                Status::out_of_range(format!(
+                    "a message of {len} bytes exceeds the limit of {MAX_MESSAGE}"
+                ))
+            }
+            Some(Err(status)) => status,
+            None => Status::ok(""),
+        };
+        this.ended = true;
+        let mut trailers = http::HeaderMap::new();
+        status.add_header(&mut trailers)?;
+        Poll::Ready(Some(Ok(http_body::Frame::trailers(trailers))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended && self.shared.is_none()
     }
 }
 
-/// The agent service as tonic serves it: `Stream` through
-/// [`OutgoingCodec`], the unary methods through the generated server.
+/// The agent service as tonic serves it: `Stream` with [`OutgoingBody`],
+/// the unary methods through the generated server.
 #[derive(Clone)]
 pub struct AgentServer {
     service: AgentService,
@@ -210,22 +251,6 @@ impl NamedService for AgentServer {
     const NAME: &'static str = <AgentServiceServer<AgentService> as NamedService>::NAME;
 }
 
-struct StreamMethod(AgentService);
-
-impl tonic::server::StreamingService<pb::AgentMessage> for StreamMethod {
-    type Response = Outgoing;
-    type ResponseStream = crate::grpc::OutgoingStream;
-    type Future = BoxFuture<tonic::Response<Self::ResponseStream>, Status>;
-
-    fn call(
-        &mut self,
-        request: tonic::Request<tonic::Streaming<pb::AgentMessage>>,
-    ) -> Self::Future {
-        let service = self.0.clone();
-        Box::pin(async move { service.open_stream(request).await })
-    }
-}
-
 impl<B> Service<http::Request<B>> for AgentServer
 where
     B: Body + Send + 'static,
@@ -241,11 +266,33 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         if req.uri().path() == "/nxmesh.agent.v1.AgentService/Stream" {
-            let method = StreamMethod(self.service.clone());
+            let service = self.service.clone();
             Box::pin(async move {
-                let mut grpc = tonic::server::Grpc::new(OutgoingCodec)
-                    .apply_max_message_size_config(Some(MAX_MESSAGE), Some(MAX_MESSAGE));
-                Ok(grpc.streaming(method, req).await)
+                let (parts, body) = req.into_parts();
+                // Agents do not compress; a compressed message is refused
+                // by the decoder.
+                let inbound = Streaming::new_request(
+                    ProstDecoder::<pb::AgentMessage>::new(inbound_buffer()),
+                    body,
+                    None,
+                    Some(MAX_MESSAGE),
+                );
+                let request = tonic::Request::from_http(http::Request::from_parts(parts, inbound));
+                Ok(match service.open_stream(request).await {
+                    Ok(response) => {
+                        let (metadata, messages, extensions) = response.into_parts();
+                        let body = tonic::body::Body::new(OutgoingBody::new(messages));
+                        let mut response = http::Response::new(body);
+                        *response.headers_mut() = metadata.into_headers();
+                        response.headers_mut().insert(
+                            http::header::CONTENT_TYPE,
+                            http::HeaderValue::from_static("application/grpc"),
+                        );
+                        *response.extensions_mut() = extensions;
+                        response
+                    }
+                    Err(status) => status.into_http(),
+                })
             })
         } else {
             self.generated.call(req)
@@ -256,6 +303,13 @@ where
 /// The largest message either way: a configuration with many certificates
 /// easily exceeds tonic's default of 4 MiB.
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;
+
+/// The read buffer of an agent's stream starts at 1 KiB rather than
+/// tonic's 8 KiB: most of what agents send is heartbeats of a few hundred
+/// bytes, and the buffer is per stream (it grows for a larger message).
+fn inbound_buffer() -> BufferSettings {
+    BufferSettings::new(1024, 32 * 1024)
+}
 
 #[cfg(test)]
 mod tests {
@@ -293,10 +347,15 @@ mod tests {
                 timestamp: 1_700_000_000_123,
                 payload: Some(pb::master_message::Payload::ConfigUpdate(expected)),
             };
-            let mut buf = Vec::new();
-            out.write(&mut buf);
-            assert_eq!(buf.len(), out.encoded_len());
-            assert_eq!(pb::MasterMessage::decode(buf.as_slice()).unwrap(), expected);
+            // On the wire: the gRPC prefix (uncompressed, the length),
+            // then the head and the shared bytes.
+            let (head, shared) = out.frame();
+            let mut frame = head.to_vec();
+            frame.extend_from_slice(&shared.expect("a configuration's shared bytes"));
+            assert_eq!(frame[0], 0);
+            let len = u32::from_be_bytes(frame[1..5].try_into().unwrap()) as usize;
+            assert_eq!(len, frame.len() - 5);
+            assert_eq!(pb::MasterMessage::decode(&frame[5..]).unwrap(), expected);
             assert_eq!(out.into_message().unwrap(), expected);
         }
     }
