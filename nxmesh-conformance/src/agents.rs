@@ -29,8 +29,9 @@ fn selector(s: &str) -> AgentFilter {
     }
 }
 
-/// `create_agent`, `get_agent`, `list_agents` (pagination in creation
-/// order), `update_agent`, `delete_agent`.
+/// `create_agent`, `get_agent`, `get_agents`, `agent_labels`,
+/// `list_agents` (pagination in creation order), `update_agent`,
+/// `delete_agent`.
 pub async fn agents(store: &dyn Storage) {
     let (_, w) = org_and_workspace(store).await;
     let (_, other_w) = org_and_workspace(store).await;
@@ -89,6 +90,21 @@ pub async fn agents(store: &dyn Storage) {
         "get_agents returns exactly the existing agents"
     );
     assert!(ok(store.get_agents(&[]).await, "get_agents").is_empty());
+    // The same for the rollout's read of workspace and labels.
+    let mut got = ok(store.agent_labels(&wanted).await, "agent_labels");
+    got.sort_by_key(|l| l.agent_id);
+    assert_eq!(
+        got.iter().map(|l| l.agent_id).collect::<Vec<_>>(),
+        expected,
+        "agent_labels answers exactly the existing agents"
+    );
+    assert!(got.iter().all(|l| l.workspace_id == w.id));
+    let of_a = got
+        .iter()
+        .find(|l| l.agent_id == a.id)
+        .expect("agent_labels has the first agent");
+    assert_eq!(of_a.labels, new.labels);
+    assert!(ok(store.agent_labels(&[]).await, "agent_labels").is_empty());
 
     let all = AgentFilter::default();
     let p1 = ok(
@@ -534,18 +550,25 @@ pub async fn agent_state(store: &dyn Storage) {
             seen_at: at(t, 91),
             health: Some(health.clone()),
         },
+        // A second record of the same agent: written after the first.
+        AgentStateRecord {
+            agent_id: a.id,
+            state: AgentState::Degraded,
+            seen_at: at(t, 92),
+            health: None,
+        },
     ];
     assert_eq!(
         ok(
             store.record_agent_states(&batch).await,
             "record_agent_states"
         ),
-        vec![true, false, true]
+        vec![true, false, true, true]
     );
     let got = ok(store.get_agent(a.id).await, "get_agent").expect("the agent exists");
     assert_eq!(
         (got.state, got.last_seen_at),
-        (AgentState::Online, Some(at(t, 90)))
+        (AgentState::Degraded, Some(at(t, 92)))
     );
     let got = ok(store.get_agent(b.id).await, "get_agent").expect("the agent exists");
     assert_eq!(

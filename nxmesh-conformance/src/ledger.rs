@@ -223,6 +223,10 @@ pub async fn ledger(store: &dyn Storage) {
         store.create_agent(&new_agent(batch_w.id, "q", &[])).await,
         "create_agent",
     );
+    let r = ok(
+        store.create_agent(&new_agent(batch_w.id, "r", &[])).await,
+        "create_agent",
+    );
     ok(
         store.bump_desired_versions(&[p.id, q.id]).await,
         "bump_desired_versions",
@@ -243,11 +247,22 @@ pub async fn ledger(store: &dyn Storage) {
                     },
                 ),
                 (p.id, report(1, ConfigApplyStatus::Success)),
+                // Never targeted: its ledger row starts with this report.
+                (r.id, report(1, ConfigApplyStatus::Success)),
             ])
             .await,
         "record_config_statuses",
     );
-    assert_eq!(rows.len(), 3);
+    assert_eq!(rows.len(), 4);
+    assert_eq!(
+        (
+            rows[3].agent_id,
+            rows[3].applied_version,
+            rows[3].desired_version,
+            rows[3].last_status
+        ),
+        (r.id, 1, 0, Some(ConfigApplyStatus::Success))
+    );
     assert_eq!(
         (
             rows[0].agent_id,

@@ -167,6 +167,22 @@ pub trait AgentStore: Send + Sync {
         }
         Ok(out)
     }
+    /// The workspace and labels of the agents among `ids` that exist, in
+    /// no particular order: what a rollout reads of thousands of agents to
+    /// build their configurations. Backends should read only those columns,
+    /// in a few statements.
+    async fn agent_labels(&self, ids: &[Uuid]) -> StorageResult<Vec<AgentLabels>> {
+        Ok(self
+            .get_agents(ids)
+            .await?
+            .into_iter()
+            .map(|a| AgentLabels {
+                agent_id: a.id,
+                workspace_id: a.workspace_id,
+                labels: a.labels,
+            })
+            .collect())
+    }
     /// The agents of a workspace.
     async fn list_agents(
         &self,
@@ -223,6 +239,18 @@ pub trait AgentStore: Send + Sync {
         }
         Ok(out)
     }
+}
+
+/// Where an agent belongs and what it is labelled, for
+/// [`AgentStore::agent_labels`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentLabels {
+    /// The agent.
+    pub agent_id: Uuid,
+    /// Its workspace.
+    pub workspace_id: Uuid,
+    /// Its labels.
+    pub labels: Labels,
 }
 
 /// One agent's observed state, for [`AgentStore::record_agent_states`].

@@ -572,7 +572,7 @@ impl AgentService {
         };
         let peer = self.peer(agent).await?;
         let id = peer.agent.id;
-        let (mut outbound, generation) = self.state.fleet.attach(id);
+        let (outbound, generation) = self.state.fleet.attach(id);
         // With several masters, the presence lease says which stream speaks
         // for the agent: this one, from now on.
         let presence = Uuid::new_v4();
@@ -599,26 +599,25 @@ impl AgentService {
         )
         .await;
 
-        let (out, out_rx) = mpsc::channel::<Result<Outgoing, Status>>(64);
+        // What the stream sends: the answer to the registration, then the
+        // agent's configurations and commands as they come, and an error
+        // status if the inbound side ends the stream (`out`).
+        let (out, out_rx) = mpsc::channel::<Result<Outgoing, Status>>(1);
         let heartbeat = self.settings.heartbeat_interval;
         let welcome = RegistrationResponse::Accepted {
             agent_id: id,
             heartbeat_interval_seconds: i64::try_from(heartbeat.as_secs()).unwrap_or(10).max(1),
             agent_credential: credential,
         };
-        out.send(Ok(Outgoing::Message(Box::new(master(
-            MasterPayload::RegistrationResponse(welcome),
-        )))))
-        .await
-        .map_err(|_| Status::cancelled("the agent went away"))?;
-
-        // Outbound: whatever is queued for this agent, in order.
-        let forward = out.clone();
+        let welcome = Outgoing::Message(Box::new(master(MasterPayload::RegistrationResponse(
+            welcome,
+        ))));
         let pushed_tx = Arc::new(std::sync::Mutex::new(Vec::<i64>::new()));
         let pushed_log = pushed_tx.clone();
-        tokio::spawn(async move {
-            while let Some(next) = outbound.next().await {
-                let message = match next {
+        let queued = futures_util::stream::unfold(outbound, move |mut outbound| {
+            let pushed_log = pushed_log.clone();
+            async move {
+                let message = match outbound.next().await? {
                     Next::Message(payload) => Outgoing::Message(Box::new(master(payload))),
                     Next::Config(config, version) => {
                         pushed_log
@@ -628,11 +627,12 @@ impl AgentService {
                         Outgoing::config(config, version)
                     }
                 };
-                if forward.send(Ok(message)).await.is_err() {
-                    break;
-                }
+                Some((Ok(message), outbound))
             }
         });
+        let sent: OutgoingStream = Box::pin(
+            tokio_stream::once(Ok(welcome)).chain(queued.merge(ReceiverStream::new(out_rx))),
+        );
 
         if let Err(status) = self.converge(&peer, reg.applied.as_ref()).await {
             // The stream stays up; the agent gets the latest version with
@@ -713,6 +713,6 @@ impl AgentService {
                 .await;
             }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
+        Ok(Response::new(sent))
     }
 }

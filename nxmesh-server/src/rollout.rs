@@ -8,14 +8,14 @@
 //! connected here. Agents that are not affected receive nothing; an agent
 //! that is offline gets the latest version when it reconnects.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use nxmesh_core::config::{CertificateBundle, ConfigUpdate, UpstreamConfig, VirtualHostConfig};
-use nxmesh_core::model::{Agent, CertificateStatus, Labels, TargetAgents, VirtualHost};
+use nxmesh_core::model::{CertificateStatus, Labels, TargetAgents, VirtualHost};
 use nxmesh_core::pagination::PageParams;
-use nxmesh_core::storage::{Storage, StorageError};
+use nxmesh_core::storage::{AgentLabels, Storage, StorageError};
 use nxmesh_core::transport::AgentSender;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
@@ -121,7 +121,16 @@ async fn coordinate(mut rx: mpsc::UnboundedReceiver<Vec<Uuid>>, ctx: Context) {
 
 async fn push(ctx: &Context, agents: &[Uuid]) -> Result<(), StorageError> {
     let started = std::time::Instant::now();
-    let versions = ctx.store.bump_desired_versions(agents).await?;
+    // The labels of the agents connected now are read beside the ledger
+    // bump (on SQLite, a read beside the write); those of agents that
+    // connect meanwhile after it.
+    let connected = connected_of(ctx, agents.iter().copied());
+    let (versions, labels) = tokio::join!(
+        ctx.store.bump_desired_versions(agents),
+        ctx.store.agent_labels(&connected)
+    );
+    let versions = versions?;
+    let mut labels = labels?;
     tracing::debug!(agents = agents.len(), elapsed = ?started.elapsed(), "desired versions bumped");
     if let Some(cluster) = &ctx.cluster
         && let Err(e) = cluster.announce_rollout(&versions).await
@@ -129,27 +138,46 @@ async fn push(ctx: &Context, agents: &[Uuid]) -> Result<(), StorageError> {
         // The other masters' agents get the version when they reconnect.
         tracing::error!(error = %e, "could not tell the other masters about a change");
     }
-    deliver(ctx, versions).await
+    // Whether an agent is connected is decided again now that the bump is
+    // committed: an agent that attaches after this reads the new desired
+    // version when it converges, and one attached before it is offered
+    // the version here. Deciding it only before the bump would let an
+    // agent that attaches during it fall between the two.
+    let read: HashSet<Uuid> = labels.iter().map(|a| a.agent_id).collect();
+    let late = connected_of(ctx, agents.iter().copied().filter(|a| !read.contains(a)));
+    if !late.is_empty() {
+        labels.extend(ctx.store.agent_labels(&late).await?);
+    }
+    offer(ctx, versions, labels, started).await
+}
+
+/// The agents among `agents` with a stream open here.
+fn connected_of(ctx: &Context, agents: impl Iterator<Item = Uuid>) -> Vec<Uuid> {
+    agents
+        .filter(|agent| ctx.fleet.is_connected(*agent))
+        .collect()
 }
 
 /// Sends each agent connected here its configuration at its version.
 async fn deliver(ctx: &Context, versions: Vec<(Uuid, i64)>) -> Result<(), StorageError> {
     let started = std::time::Instant::now();
-    // Everything is read before anything is sent, in a few statements: a
-    // change that targets thousands of agents must not wait behind the
-    // status reports of the agents that already got it.
-    let connected: Vec<(Uuid, i64)> = versions
-        .into_iter()
-        .filter(|(agent, _)| ctx.fleet.is_connected(*agent))
-        .collect();
-    let ids: Vec<Uuid> = connected.iter().map(|(agent, _)| *agent).collect();
-    let found: HashMap<Uuid, Agent> = ctx
-        .store
-        .get_agents(&ids)
-        .await?
-        .into_iter()
-        .map(|a| (a.id, a))
-        .collect();
+    let connected = connected_of(ctx, versions.iter().map(|(agent, _)| *agent));
+    let labels = ctx.store.agent_labels(&connected).await?;
+    offer(ctx, versions, labels, started).await
+}
+
+/// Offers the agents of `labels` (the connected ones) their configuration
+/// at their version of `versions`. Everything is read before anything is
+/// sent, in a few statements: a change that targets thousands of agents
+/// must not wait behind the status reports of the agents that already got
+/// it.
+async fn offer(
+    ctx: &Context,
+    versions: Vec<(Uuid, i64)>,
+    labels: Vec<AgentLabels>,
+    started: std::time::Instant,
+) -> Result<(), StorageError> {
+    let found: HashMap<Uuid, AgentLabels> = labels.into_iter().map(|a| (a.agent_id, a)).collect();
     // One snapshot per workspace and one configuration per label set.
     let mut snapshots: HashMap<Uuid, Snapshot> = HashMap::new();
     let mut built: HashMap<(Uuid, &Labels), Arc<SharedConfig>> = HashMap::new();
@@ -164,7 +192,7 @@ async fn deliver(ctx: &Context, versions: Vec<(Uuid, i64)>) -> Result<(), Storag
         });
     }
     tracing::debug!(agents = found.len(), configurations = built.len(), elapsed = ?started.elapsed(), "configurations built");
-    for (agent, version) in connected {
+    for (agent, version) in versions {
         let Some(a) = found.get(&agent) else {
             continue;
         };

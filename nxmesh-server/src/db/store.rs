@@ -585,6 +585,32 @@ impl AgentStore for SeaStore {
         Ok(out)
     }
 
+    async fn agent_labels(&self, ids: &[Uuid]) -> StorageResult<Vec<AgentLabels>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(IN_CHUNK) {
+            let rows: Vec<(Uuid, Uuid, Json)> = agent::Entity::find()
+                .select_only()
+                .columns([
+                    agent::Column::Id,
+                    agent::Column::WorkspaceId,
+                    agent::Column::Labels,
+                ])
+                .filter(agent::Column::Id.is_in(chunk.iter().copied()))
+                .into_tuple()
+                .all(&self.db)
+                .await
+                .map_err(backend)?;
+            for (agent_id, workspace_id, labels) in rows {
+                out.push(AgentLabels {
+                    agent_id,
+                    workspace_id,
+                    labels: from_json(labels)?,
+                });
+            }
+        }
+        Ok(out)
+    }
+
     async fn list_agents(
         &self,
         workspace_id: Uuid,
@@ -790,18 +816,27 @@ impl AgentStore for SeaStore {
         if records.is_empty() {
             return Ok(Vec::new());
         }
-        // One transaction, one commit, for a batch of heartbeats.
+        // One transaction, one commit, and one statement per chunk for a
+        // batch of heartbeats.
+        let backend_kind = self.db.get_database_backend();
         let txn = self.db.begin().await.map_err(backend)?;
-        let mut found = Vec::with_capacity(records.len());
-        for r in records {
-            let done = agent_state_update(r.agent_id, r.state, r.seen_at, r.health.as_ref())?
-                .exec(&txn)
-                .await
-                .map_err(backend)?;
-            found.push(done.rows_affected > 0);
+        let mut found = std::collections::HashSet::with_capacity(records.len());
+        for round in rounds(records.iter().map(|r| (r.agent_id, r))) {
+            for chunk in round.chunks(IN_CHUNK) {
+                let rows = txn
+                    .query_all_raw(agent_states_update(backend_kind, chunk)?)
+                    .await
+                    .map_err(backend)?;
+                for row in rows {
+                    found.insert(row.try_get::<Uuid>("", "id").map_err(backend)?);
+                }
+            }
         }
         txn.commit().await.map_err(backend)?;
-        Ok(found)
+        Ok(records
+            .iter()
+            .map(|r| found.contains(&r.agent_id))
+            .collect())
     }
 }
 
@@ -1784,15 +1819,28 @@ impl LedgerStore for SeaStore {
         }
         // One transaction for the whole batch: one commit (one sync of the
         // SQLite journal) instead of two per report. It writes first, so it
-        // holds SQLite's write lock from its first statement.
+        // holds SQLite's write lock from its first statement. Successes,
+        // nearly every report, are one multi-row upsert per chunk; the
+        // rest two statements each.
         let backend_kind = self.db.get_database_backend();
+        let now = Utc::now();
         let txn = self.db.begin().await.map_err(backend_err)?;
-        for (agent_id, status) in reports {
-            let [ensure, update] = status_statements(backend_kind, *agent_id, status);
-            txn.execute_raw(ensure)
-                .await
-                .map_err(db_err("ledger row"))?;
-            txn.execute_raw(update).await.map_err(backend_err)?;
+        for round in rounds(reports.iter().map(|(id, st)| (*id, st))) {
+            let (successes, others): (Vec<_>, Vec<_>) = round
+                .into_iter()
+                .partition(|(_, st)| st.status == ConfigApplyStatus::Success);
+            for chunk in successes.chunks(IN_CHUNK) {
+                txn.execute_raw(successes_upsert(backend_kind, now, chunk))
+                    .await
+                    .map_err(db_err("ledger row"))?;
+            }
+            for (agent_id, status) in others {
+                let [ensure, update] = status_statements(backend_kind, agent_id, status);
+                txn.execute_raw(ensure)
+                    .await
+                    .map_err(db_err("ledger row"))?;
+                txn.execute_raw(update).await.map_err(backend_err)?;
+            }
         }
         let mut ids: Vec<Uuid> = reports.iter().map(|(id, _)| *id).collect();
         ids.sort_unstable();
@@ -1919,6 +1967,102 @@ fn status_statements(
         ),
     };
     [ensure, update]
+}
+
+/// `items` split into rounds in which every key appears at most once,
+/// each key's items in their order across the rounds: one multi-row
+/// statement may touch a row only once (PostgreSQL refuses more), and a
+/// later report about the same agent must be written after an earlier one.
+fn rounds<'a, T>(items: impl Iterator<Item = (Uuid, &'a T)>) -> Vec<Vec<(Uuid, &'a T)>> {
+    let mut rounds: Vec<Vec<(Uuid, &'a T)>> = Vec::new();
+    let mut seen: std::collections::HashMap<Uuid, usize> = std::collections::HashMap::new();
+    for (key, item) in items {
+        let n = seen.entry(key).or_insert(0);
+        if rounds.len() == *n {
+            rounds.push(Vec::new());
+        }
+        rounds[*n].push((key, item));
+        *n += 1;
+    }
+    rounds
+}
+
+/// The ledger rows of successful applies (distinct agents), as
+/// [`status_statements`] writes one: a missing row is created, and a row
+/// already past the version is left alone.
+fn successes_upsert(
+    backend_kind: DbBackend,
+    now: Timestamp,
+    reports: &[(Uuid, &ConfigStatus)],
+) -> Statement {
+    let mut sql = String::from(
+        "INSERT INTO agent_config (agent_id, desired_version, applied_version, last_status, \
+         last_error, config_checksum, applied_at, updated_at) VALUES ",
+    );
+    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(2 + reports.len() * 4);
+    values.push(now.into());
+    values.push(enum_str(&ConfigApplyStatus::Success).into());
+    for (i, (agent_id, status)) in reports.iter().enumerate() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        let p = 3 + i * 4;
+        sql.push_str(&format!(
+            "(${p}, 0, ${}, $2, NULL, ${}, ${}, $1)",
+            p + 1,
+            p + 2,
+            p + 3
+        ));
+        values.push((*agent_id).into());
+        values.push(status.version.into());
+        values.push(status.config_checksum.clone().into());
+        values.push(status.applied_at.unwrap_or(now).into());
+    }
+    // A confirmation of the version already applied keeps its original
+    // time (every expression reads the old row).
+    sql.push_str(
+        " ON CONFLICT (agent_id) DO UPDATE SET last_status = excluded.last_status, \
+         last_error = NULL, config_checksum = excluded.config_checksum, \
+         applied_at = CASE WHEN agent_config.applied_version < excluded.applied_version \
+         OR agent_config.applied_at IS NULL THEN excluded.applied_at ELSE agent_config.applied_at END, \
+         applied_version = excluded.applied_version, updated_at = excluded.updated_at \
+         WHERE agent_config.applied_version <= excluded.applied_version",
+    );
+    Statement::from_sql_and_values(backend_kind, sql, values)
+}
+
+/// The update recording the observed states of distinct agents, as
+/// [`agent_state_update`] does one (health kept when a record has none),
+/// returning the ids of the agents that exist.
+fn agent_states_update(
+    backend_kind: DbBackend,
+    records: &[(Uuid, &AgentStateRecord)],
+) -> StorageResult<Statement> {
+    // PostgreSQL binds JSON as `jsonb`; the column is `json`.
+    let health = match backend_kind {
+        DbBackend::Postgres => "v.column4::json",
+        _ => "v.column4",
+    };
+    let mut sql = format!(
+        "UPDATE agents SET state = v.column2, last_seen_at = v.column3, \
+         health = COALESCE({health}, agents.health) FROM (VALUES "
+    );
+    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(records.len() * 4);
+    for (i, (agent_id, r)) in records.iter().enumerate() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        let p = 1 + i * 4;
+        sql.push_str(&format!("(${p}, ${}, ${}, ${})", p + 1, p + 2, p + 3));
+        values.push((*agent_id).into());
+        values.push(enum_str(&r.state).into());
+        values.push(r.seen_at.into());
+        values.push(sea_orm::Value::Json(
+            r.health.as_ref().map(to_json).transpose()?.map(Box::new),
+        ));
+    }
+    sql.push_str(") AS v WHERE agents.id = v.column1 RETURNING id");
+    Ok(Statement::from_sql_and_values(backend_kind, sql, values))
 }
 
 /// The update recording an agent's observed state.
