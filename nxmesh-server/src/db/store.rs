@@ -1763,21 +1763,20 @@ impl LedgerStore for SeaStore {
             let mut sql = String::from(
                 "INSERT INTO agent_config (agent_id, desired_version, applied_version, updated_at) VALUES ",
             );
-            let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() + 1);
-            values.push(now.into());
+            let mut b = Binds::new(backend, chunk.len() * 2);
             for (i, id) in chunk.iter().enumerate() {
                 if i > 0 {
                     sql.push_str(", ");
                 }
-                sql.push_str(&format!("(${}, 1, 0, $1)", i + 2));
-                values.push((*id).into());
+                let row = format!("({}, 1, 0, {})", b.bind(*id), b.bind(now));
+                sql.push_str(&row);
             }
             sql.push_str(
-                " ON CONFLICT (agent_id) DO UPDATE SET desired_version = agent_config.desired_version + 1, updated_at = $1 \
-                 RETURNING agent_id, desired_version",
+                " ON CONFLICT (agent_id) DO UPDATE SET desired_version = agent_config.desired_version + 1, \
+                 updated_at = excluded.updated_at RETURNING agent_id, desired_version",
             );
             let rows = txn
-                .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+                .query_all_raw(b.statement(sql))
                 .await
                 .map_err(db_err("ledger row"))?;
             if rows.len() != chunk.len() {
@@ -1969,6 +1968,37 @@ fn status_statements(
     [ensure, update]
 }
 
+/// The values of a statement written by hand, one per placeholder: `?`
+/// on SQLite, `$N` on PostgreSQL. SQLite binds anonymous `?` in order,
+/// where it looks each named `$N` up in a list, which is quadratic in a
+/// multi-row statement of thousands of values.
+struct Binds {
+    backend: DbBackend,
+    values: Vec<sea_orm::Value>,
+}
+
+impl Binds {
+    fn new(backend: DbBackend, capacity: usize) -> Binds {
+        Binds {
+            backend,
+            values: Vec::with_capacity(capacity),
+        }
+    }
+
+    /// Adds `value` and returns its placeholder.
+    fn bind(&mut self, value: impl Into<sea_orm::Value>) -> String {
+        self.values.push(value.into());
+        match self.backend {
+            DbBackend::Postgres => format!("${}", self.values.len()),
+            _ => "?".to_owned(),
+        }
+    }
+
+    fn statement(self, sql: String) -> Statement {
+        Statement::from_sql_and_values(self.backend, sql, self.values)
+    }
+}
+
 /// `items` split into rounds in which every key appears at most once,
 /// each key's items in their order across the rounds: one multi-row
 /// statement may touch a row only once (PostgreSQL refuses more), and a
@@ -1999,24 +2029,22 @@ fn successes_upsert(
         "INSERT INTO agent_config (agent_id, desired_version, applied_version, last_status, \
          last_error, config_checksum, applied_at, updated_at) VALUES ",
     );
-    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(2 + reports.len() * 4);
-    values.push(now.into());
-    values.push(enum_str(&ConfigApplyStatus::Success).into());
+    let mut b = Binds::new(backend_kind, reports.len() * 6);
+    let success = enum_str(&ConfigApplyStatus::Success);
     for (i, (agent_id, status)) in reports.iter().enumerate() {
         if i > 0 {
             sql.push_str(", ");
         }
-        let p = 3 + i * 4;
-        sql.push_str(&format!(
-            "(${p}, 0, ${}, $2, NULL, ${}, ${}, $1)",
-            p + 1,
-            p + 2,
-            p + 3
-        ));
-        values.push((*agent_id).into());
-        values.push(status.version.into());
-        values.push(status.config_checksum.clone().into());
-        values.push(status.applied_at.unwrap_or(now).into());
+        let row = format!(
+            "({}, 0, {}, {}, NULL, {}, {}, {})",
+            b.bind(*agent_id),
+            b.bind(status.version),
+            b.bind(success.clone()),
+            b.bind(status.config_checksum.clone()),
+            b.bind(status.applied_at.unwrap_or(now)),
+            b.bind(now)
+        );
+        sql.push_str(&row);
     }
     // A confirmation of the version already applied keeps its original
     // time (every expression reads the old row).
@@ -2028,7 +2056,7 @@ fn successes_upsert(
          applied_version = excluded.applied_version, updated_at = excluded.updated_at \
          WHERE agent_config.applied_version <= excluded.applied_version",
     );
-    Statement::from_sql_and_values(backend_kind, sql, values)
+    b.statement(sql)
 }
 
 /// The update recording the observed states of distinct agents, as
@@ -2047,22 +2075,24 @@ fn agent_states_update(
         "UPDATE agents SET state = v.column2, last_seen_at = v.column3, \
          health = COALESCE({health}, agents.health) FROM (VALUES "
     );
-    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(records.len() * 4);
+    let mut b = Binds::new(backend_kind, records.len() * 4);
     for (i, (agent_id, r)) in records.iter().enumerate() {
         if i > 0 {
             sql.push_str(", ");
         }
-        let p = 1 + i * 4;
-        sql.push_str(&format!("(${p}, ${}, ${}, ${})", p + 1, p + 2, p + 3));
-        values.push((*agent_id).into());
-        values.push(enum_str(&r.state).into());
-        values.push(r.seen_at.into());
-        values.push(sea_orm::Value::Json(
-            r.health.as_ref().map(to_json).transpose()?.map(Box::new),
-        ));
+        let health =
+            sea_orm::Value::Json(r.health.as_ref().map(to_json).transpose()?.map(Box::new));
+        let row = format!(
+            "({}, {}, {}, {})",
+            b.bind(*agent_id),
+            b.bind(enum_str(&r.state)),
+            b.bind(r.seen_at),
+            b.bind(health)
+        );
+        sql.push_str(&row);
     }
     sql.push_str(") AS v WHERE agents.id = v.column1 RETURNING id");
-    Ok(Statement::from_sql_and_values(backend_kind, sql, values))
+    Ok(b.statement(sql))
 }
 
 /// The update recording an agent's observed state.
