@@ -325,6 +325,9 @@ struct Fleet {
     update_bytes: AtomicUsize,
     /// Stop every agent.
     stop: AtomicBool,
+    /// Wakes the agents' sessions when `stop` is set (rather than a timer
+    /// per agent polling it).
+    stopping: tokio::sync::Notify,
 }
 
 /// One simulated agent's memory across reconnects.
@@ -540,8 +543,14 @@ async fn session(sim: &Sim, shared: &Shared, attempt: &mut u32) -> End {
     let first_beat = Instant::now() + interval.mul_f64(rand_unit());
     let mut beat = tokio::time::interval_at(first_beat, interval);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut stop_check = tokio::time::interval(Duration::from_secs(1));
+    let stopping = fleet.stopping.notified();
+    tokio::pin!(stopping);
+    // Registered before `stop` is read: a stop set after the read wakes it.
+    stopping.as_mut().enable();
     let end = loop {
+        if fleet.stop.load(Ordering::Relaxed) {
+            break End::Retry("stopped".into());
+        }
         tokio::select! {
             _ = beat.tick() => {
                 let applied = sim.applied.load(Ordering::Relaxed);
@@ -549,11 +558,7 @@ async fn session(sim: &Sim, shared: &Shared, attempt: &mut u32) -> End {
                     break End::Retry("closed".into());
                 }
             }
-            _ = stop_check.tick() => {
-                if fleet.stop.load(Ordering::Relaxed) {
-                    break End::Retry("stopped".into());
-                }
-            }
+            () = &mut stopping => break End::Retry("stopped".into()),
             m = inbound.message() => match m {
                 Ok(Some(light::Received { message: light::MasterMessage { payload: Some(M::ConfigUpdate(u)) }, bytes })) => {
                     let at = Instant::now();
@@ -1148,6 +1153,7 @@ async fn main() -> anyhow::Result<()> {
     println!();
     eprintln!("total {}", ms(started.elapsed()));
     fleet.stop.store(true, Ordering::Relaxed);
+    fleet.stopping.notify_waiters();
     let _ = tokio::time::timeout(Duration::from_secs(10), async {
         while agents.join_next().await.is_some() {}
     })
