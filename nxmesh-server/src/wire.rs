@@ -12,7 +12,7 @@
 //! generated code would have written.
 //!
 //! The shared bytes are not copied either: the `Stream` method's response
-//! body ([`OutgoingBody`]) hands HTTP/2 each message as a small head and
+//! body (`OutgoingBody`) hands HTTP/2 each message as a small head and
 //! the shared bytes as they are, where tonic's encoder would copy every
 //! message into a buffer per stream that then keeps its size for the
 //! stream's life (16 KiB and more for each of thousands of agents). The
@@ -224,7 +224,7 @@ impl Body for OutgoingBody {
     }
 }
 
-/// The agent service as tonic serves it: `Stream` with [`OutgoingBody`],
+/// The agent service as tonic serves it: `Stream` with `OutgoingBody`,
 /// the unary methods through the generated server.
 #[derive(Clone)]
 pub struct AgentServer {
