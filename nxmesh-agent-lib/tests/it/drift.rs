@@ -23,7 +23,7 @@ use nxmesh_core::event::AlertSeverity;
 use nxmesh_core::protocol::{AgentEvent, HealthReport};
 
 use crate::nginx_support::{Env, http_get, read_tree, update};
-use crate::upstream_health::{Backend, bodies, key, until, with_upstream};
+use crate::upstream_health::{Backend, TwoBackends, bodies, key, serving_two_backends, until};
 
 /// The health report before drift alerts are added.
 struct NoAlerts;
@@ -263,20 +263,13 @@ async fn put_back_by_hand(rt: &NginxRuntime, address: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_health_check_override_is_not_drift_and_edits_revert_to_it() {
     let Some(env) = Env::new() else { return };
-    let rt = NginxRuntime::open(env.config.clone()).await.unwrap();
-    rt.ensure_started().await.unwrap();
-    let a = Backend::start(0, "a").await;
-    let b = Backend::start(0, "b").await;
-    let (addr_a, addr_b) = (a.address(), b.address());
-    let out = rt
-        .apply(with_upstream(
-            1,
-            env.port,
-            &[addr_a.clone(), addr_b.clone()],
-        ))
-        .await;
-    assert_eq!(out.status, ConfigApplyStatus::Success, "{out:?}");
-    let applied = rt.applied().unwrap();
+    let TwoBackends {
+        rt,
+        a: _a,
+        b,
+        applied,
+    } = serving_two_backends(&env).await;
+    let addr_b = b.address();
 
     let snapshots = tempfile::tempdir().unwrap();
     let queue = EventQueue::new(16);

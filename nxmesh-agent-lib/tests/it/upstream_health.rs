@@ -12,6 +12,7 @@ use nxmesh_agent_lib::{CancellationToken, ConfigApplier, HealthSource, NginxRunt
 use nxmesh_core::config::{ConfigApplyStatus, ConfigUpdate, UpstreamConfig};
 use nxmesh_core::event::AlertSeverity;
 use nxmesh_core::model::{HealthCheck, LoadBalanceAlgorithm, UpstreamServer, UpstreamSpec};
+use nxmesh_core::protocol::AppliedConfig;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use uuid::Uuid;
 
@@ -68,6 +69,28 @@ impl Backend {
     pub(crate) fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
+}
+
+/// A started runtime that applied version 1: one upstream of two fresh
+/// backends, `a` and `b`.
+pub(crate) struct TwoBackends {
+    pub(crate) rt: NginxRuntime,
+    pub(crate) a: Backend,
+    pub(crate) b: Backend,
+    pub(crate) applied: AppliedConfig,
+}
+
+pub(crate) async fn serving_two_backends(env: &Env) -> TwoBackends {
+    let rt = NginxRuntime::open(env.config.clone()).await.unwrap();
+    rt.ensure_started().await.unwrap();
+    let a = Backend::start(0, "a").await;
+    let b = Backend::start(0, "b").await;
+    let out = rt
+        .apply(with_upstream(1, env.port, &[a.address(), b.address()]))
+        .await;
+    assert_eq!(out.status, ConfigApplyStatus::Success, "{out:?}");
+    let applied = rt.applied().unwrap();
+    TwoBackends { rt, a, b, applied }
 }
 
 pub(crate) fn with_upstream(version: i64, port: u16, servers: &[String]) -> ConfigUpdate {
@@ -149,20 +172,8 @@ pub(crate) async fn bodies(port: u16, n: usize) -> Result<Vec<String>, String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_backend_leaves_rotation_and_comes_back() {
     let Some(env) = Env::new() else { return };
-    let rt = NginxRuntime::open(env.config.clone()).await.unwrap();
-    rt.ensure_started().await.unwrap();
-    let a = Backend::start(0, "a").await;
-    let b = Backend::start(0, "b").await;
+    let TwoBackends { rt, a, b, applied } = serving_two_backends(&env).await;
     let (addr_a, addr_b) = (a.address(), b.address());
-    let out = rt
-        .apply(with_upstream(
-            1,
-            env.port,
-            &[addr_a.clone(), addr_b.clone()],
-        ))
-        .await;
-    assert_eq!(out.status, ConfigApplyStatus::Success, "{out:?}");
-    let applied = rt.applied().unwrap();
 
     let checker = UpstreamHealth::new(
         rt.clone(),

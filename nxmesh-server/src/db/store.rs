@@ -1800,12 +1800,12 @@ impl LedgerStore for SeaStore {
         status: &ConfigStatus,
     ) -> StorageResult<AgentConfigState> {
         // No transaction: see `status_statements`.
-        let [ensure, update] = status_statements(self.db.get_database_backend(), agent_id, status);
-        self.db
-            .execute_raw(ensure)
-            .await
-            .map_err(db_err("ledger row"))?;
-        self.db.execute_raw(update).await.map_err(backend_err)?;
+        for statement in status_statements(self.db.get_database_backend(), agent_id, status) {
+            self.db
+                .execute_raw(statement)
+                .await
+                .map_err(db_err("ledger row"))?;
+        }
         self.agent_ledger(agent_id).await
     }
 
@@ -1834,11 +1834,11 @@ impl LedgerStore for SeaStore {
                     .map_err(db_err("ledger row"))?;
             }
             for (agent_id, status) in others {
-                let [ensure, update] = status_statements(backend_kind, agent_id, status);
-                txn.execute_raw(ensure)
-                    .await
-                    .map_err(db_err("ledger row"))?;
-                txn.execute_raw(update).await.map_err(backend_err)?;
+                for statement in status_statements(backend_kind, agent_id, status) {
+                    txn.execute_raw(statement)
+                        .await
+                        .map_err(db_err("ledger row"))?;
+                }
             }
         }
         let mut ids: Vec<Uuid> = reports.iter().map(|(id, _)| *id).collect();
@@ -1903,8 +1903,9 @@ impl LedgerStore for SeaStore {
     }
 }
 
-/// The two statements recording `status` for `agent_id`: make sure the
-/// ledger row exists, then update it. Each is atomic on its own, so they
+/// The statements recording `status` for `agent_id`. A success is one
+/// upsert ([`successes_upsert`]); anything else makes sure the ledger row
+/// exists, then updates it. Each statement is atomic on its own, so they
 /// need no transaction that reads and then writes (which SQLite refuses,
 /// busy, when another writer commits in between). The `WHERE` keeps the
 /// applied version from going back: a late report about an older version
@@ -1913,8 +1914,11 @@ fn status_statements(
     backend_kind: DbBackend,
     agent_id: Uuid,
     status: &ConfigStatus,
-) -> [Statement; 2] {
+) -> Vec<Statement> {
     let now = Utc::now();
+    if status.status == ConfigApplyStatus::Success {
+        return vec![successes_upsert(backend_kind, now, &[(agent_id, status)])];
+    }
     let ensure = Statement::from_sql_and_values(
         backend_kind,
         "INSERT INTO agent_config (agent_id, desired_version, applied_version, updated_at) VALUES ($1, 0, 0, $2) \
@@ -1923,23 +1927,6 @@ fn status_statements(
     );
     let state = enum_str(&status.status);
     let update = match status.status {
-        ConfigApplyStatus::Success => Statement::from_sql_and_values(
-            backend_kind,
-            // A confirmation of the version already applied keeps its
-            // original time (every expression reads the old row).
-            "UPDATE agent_config SET last_status = $1, last_error = NULL, config_checksum = $2, \
-                 applied_at = CASE WHEN applied_version < $3 OR applied_at IS NULL THEN $4 ELSE applied_at END, \
-                 applied_version = $3, updated_at = $5 \
-                 WHERE agent_id = $6 AND applied_version <= $3",
-            [
-                state.into(),
-                status.config_checksum.clone().into(),
-                status.version.into(),
-                status.applied_at.unwrap_or(now).into(),
-                now.into(),
-                agent_id.into(),
-            ],
-        ),
         ConfigApplyStatus::Failed | ConfigApplyStatus::RolledBack => {
             Statement::from_sql_and_values(
                 backend_kind,
@@ -1965,7 +1952,7 @@ fn status_statements(
             ],
         ),
     };
-    [ensure, update]
+    vec![ensure, update]
 }
 
 /// The values of a statement written by hand, one per placeholder: `?`
@@ -2017,9 +2004,8 @@ fn rounds<'a, T>(items: impl Iterator<Item = (Uuid, &'a T)>) -> Vec<Vec<(Uuid, &
     rounds
 }
 
-/// The ledger rows of successful applies (distinct agents), as
-/// [`status_statements`] writes one: a missing row is created, and a row
-/// already past the version is left alone.
+/// The ledger rows of successful applies (distinct agents): a missing row
+/// is created, and a row already past the version is left alone.
 fn successes_upsert(
     backend_kind: DbBackend,
     now: Timestamp,
