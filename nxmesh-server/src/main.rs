@@ -287,8 +287,11 @@ async fn main() -> anyhow::Result<()> {
         .context("configuring TLS of the agent service")?
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_service(agents.into_server())
+        // Given a listener, tonic leaves the accepted sockets' options
+        // alone: without TCP_NODELAY, the last TLS record of a message
+        // waits for the agent's ACK of the one before (Nagle).
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
+            tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
             shutdown(),
         );
     let rest = axum::serve(

@@ -3,12 +3,14 @@
 //!
 //! Handlers report which agents a change affects; the coordinator
 //! coalesces bursts (a quiet period of about 100 ms, at most a bounded
-//! wait), bumps each affected agent's desired version in the ledger, and
-//! pushes the agent's complete configuration down its stream if it is
-//! connected here. Agents that are not affected receive nothing; an agent
+//! wait), bumps each affected agent's desired version in the ledger (the
+//! first changes of a window at its start, so that the database work
+//! overlaps the quiet period; those changed again during it once more at
+//! its end), and pushes the agent's complete configuration, read at the
+//! end, down its stream if it is connected here. Agents that are not affected receive nothing; an agent
 //! that is offline gets the latest version when it reconnects.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -100,53 +102,100 @@ struct Context {
 
 async fn coordinate(mut rx: mpsc::UnboundedReceiver<Vec<Uuid>>, ctx: Context) {
     while let Some(first) = rx.recv().await {
-        let mut pending: BTreeSet<Uuid> = first.into_iter().collect();
+        let started = std::time::Instant::now();
+        // The first changes' database work (the bump and the label read)
+        // runs while the window waits for quiet, rather than after it.
+        let first: Vec<Uuid> = first
+            .into_iter()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let early = tokio::spawn({
+            let (ctx, first) = (ctx.clone(), first.clone());
+            async move { prepare(&ctx, first).await }
+        });
+        // The agents changed again after that work started.
+        let mut again: BTreeSet<Uuid> = BTreeSet::new();
         let deadline = tokio::time::Instant::now() + MAX_WAIT;
         loop {
             tokio::select! {
                 more = rx.recv() => match more {
-                    Some(agents) => pending.extend(agents),
+                    Some(agents) => again.extend(agents),
                     None => break,
                 },
                 () = tokio::time::sleep(QUIET_PERIOD) => break,
                 () = tokio::time::sleep_until(deadline) => break,
             }
         }
-        let agents: Vec<Uuid> = pending.into_iter().collect();
-        if let Err(e) = push(&ctx, &agents).await {
-            tracing::error!(error = %e, agents = agents.len(), "rollout failed; agents converge when they reconnect");
+        let early = early.await.unwrap_or_else(|e| {
+            Err(StorageError::Unavailable(
+                format!("the rollout's bump stopped: {e}").into(),
+            ))
+        });
+        let agents = first.len() + again.len();
+        if let Err(e) = push(&ctx, first, early, again, started).await {
+            tracing::error!(error = %e, agents, "rollout failed; agents converge when they reconnect");
         }
     }
 }
 
-async fn push(ctx: &Context, agents: &[Uuid]) -> Result<(), StorageError> {
-    let started = std::time::Instant::now();
-    // The labels of the agents connected now are read beside the ledger
-    // bump (on SQLite, a read beside the write); those of agents that
-    // connect meanwhile after it.
+/// A bump's new desired versions, and the workspace and labels of the
+/// bumped agents connected once it committed.
+struct Prepared {
+    versions: Vec<(Uuid, i64)>,
+    labels: Vec<AgentLabels>,
+}
+
+/// Bumps the desired version of `agents`, then reads the labels of those
+/// connected. Both happen after the bump commits: an agent that attaches
+/// later reads the new desired version when it converges, and a label
+/// change committed by another master before a bump it lost to this one
+/// is in what this reads.
+async fn prepare(ctx: &Context, agents: Vec<Uuid>) -> Result<Prepared, StorageError> {
+    let versions = ctx.store.bump_desired_versions(&agents).await?;
     let connected = connected_of(ctx, agents.iter().copied());
-    let (versions, labels) = tokio::join!(
-        ctx.store.bump_desired_versions(agents),
-        ctx.store.agent_labels(&connected)
-    );
-    let versions = versions?;
-    let mut labels = labels?;
-    tracing::debug!(agents = agents.len(), elapsed = ?started.elapsed(), "desired versions bumped");
+    let labels = ctx.store.agent_labels(&connected).await?;
+    Ok(Prepared { versions, labels })
+}
+
+/// Ends a window: `first` was bumped at its start (`early`); the agents
+/// changed `again` since, or all of them if that bump failed, are bumped
+/// now, so every change is under a bump that started after it committed
+/// and the configuration sent is read after every bump. An agent changed
+/// twice in one window skips a version, which is harmless; it still gets
+/// one update.
+async fn push(
+    ctx: &Context,
+    first: Vec<Uuid>,
+    early: Result<Prepared, StorageError>,
+    mut again: BTreeSet<Uuid>,
+    started: std::time::Instant,
+) -> Result<(), StorageError> {
+    let mut prepared = match early {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, agents = first.len(), "the rollout's first bump failed; bumping again");
+            again.extend(first);
+            Prepared {
+                versions: Vec::new(),
+                labels: Vec::new(),
+            }
+        }
+    };
+    if !again.is_empty() {
+        let late = prepare(ctx, again.iter().copied().collect()).await?;
+        prepared.versions.retain(|(a, _)| !again.contains(a));
+        prepared.labels.retain(|a| !again.contains(&a.agent_id));
+        prepared.versions.extend(late.versions);
+        prepared.labels.extend(late.labels);
+    }
+    let Prepared { versions, labels } = prepared;
+    tracing::debug!(agents = versions.len(), elapsed = ?started.elapsed(), "desired versions bumped");
     if let Some(cluster) = &ctx.cluster
         && let Err(e) = cluster.announce_rollout(&versions).await
     {
         // The other masters' agents get the version when they reconnect.
         tracing::error!(error = %e, "could not tell the other masters about a change");
-    }
-    // Whether an agent is connected is decided again now that the bump is
-    // committed: an agent that attaches after this reads the new desired
-    // version when it converges, and one attached before it is offered
-    // the version here. Deciding it only before the bump would let an
-    // agent that attaches during it fall between the two.
-    let read: HashSet<Uuid> = labels.iter().map(|a| a.agent_id).collect();
-    let late = connected_of(ctx, agents.iter().copied().filter(|a| !read.contains(a)));
-    if !late.is_empty() {
-        labels.extend(ctx.store.agent_labels(&late).await?);
     }
     offer(ctx, versions, labels, started).await
 }

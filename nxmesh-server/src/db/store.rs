@@ -586,26 +586,44 @@ impl AgentStore for SeaStore {
     }
 
     async fn agent_labels(&self, ids: &[Uuid]) -> StorageResult<Vec<AgentLabels>> {
+        // One row per label set rather than per agent: a fleet has a few
+        // label sets and thousands of agents, and each row costs a hop
+        // between the driver's thread and ours.
+        let backend = self.db.get_database_backend();
+        let (select, group) = match backend {
+            DbBackend::Postgres => (
+                "SELECT workspace_id::text AS workspace, labels::text AS labels, json_agg(id)::text AS ids",
+                "workspace_id, labels::text",
+            ),
+            _ => (
+                "SELECT hex(workspace_id) AS workspace, labels, json_group_array(hex(id)) AS ids",
+                "workspace_id, labels",
+            ),
+        };
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(IN_CHUNK) {
-            let rows: Vec<(Uuid, Uuid, Json)> = agent::Entity::find()
-                .select_only()
-                .columns([
-                    agent::Column::Id,
-                    agent::Column::WorkspaceId,
-                    agent::Column::Labels,
-                ])
-                .filter(agent::Column::Id.is_in(chunk.iter().copied()))
-                .into_tuple()
-                .all(&self.db)
+            let mut b = Binds::new(backend, chunk.len());
+            let list = in_list(&mut b, chunk);
+            let sql = format!("{select} FROM agents WHERE id IN ({list}) GROUP BY {group}");
+            let rows = self
+                .db
+                .query_all_raw(b.statement(sql))
                 .await
-                .map_err(backend)?;
-            for (agent_id, workspace_id, labels) in rows {
-                out.push(AgentLabels {
-                    agent_id,
-                    workspace_id,
-                    labels: from_json(labels)?,
-                });
+                .map_err(backend_err)?;
+            for row in rows {
+                let workspace: String = row.try_get("", "workspace").map_err(backend_err)?;
+                let workspace_id =
+                    Uuid::parse_str(&workspace).map_err(|e| StorageError::Backend(Box::new(e)))?;
+                let labels: String = row.try_get("", "labels").map_err(backend_err)?;
+                let labels: Labels = from_json_text(&labels)?;
+                let agents: String = row.try_get("", "ids").map_err(backend_err)?;
+                for agent_id in from_json_text::<Vec<Uuid>>(&agents)? {
+                    out.push(AgentLabels {
+                        agent_id,
+                        workspace_id,
+                        labels: labels.clone(),
+                    });
+                }
             }
         }
         Ok(out)
@@ -1757,8 +1775,14 @@ impl LedgerStore for SeaStore {
             .collect();
         let mut bumped = std::collections::HashMap::with_capacity(ids.len());
         let now = Utc::now();
-        // One multi-row upsert per chunk: insert at 1 or increment, and read
-        // the results back, so concurrent bumps never lose a version.
+        // One multi-row upsert per chunk (insert at 1 or increment), then
+        // the versions read back in the same transaction, one row per
+        // version rather than per agent: concurrent bumps never lose a
+        // version, and thousands of agents cost a few rows.
+        let select = match backend {
+            DbBackend::Postgres => "desired_version, json_agg(agent_id)::text AS ids",
+            _ => "desired_version, json_group_array(hex(agent_id)) AS ids",
+        };
         for chunk in ids.chunks(IN_CHUNK) {
             let mut sql = String::from(
                 "INSERT INTO agent_config (agent_id, desired_version, applied_version, updated_at) VALUES ",
@@ -1773,19 +1797,30 @@ impl LedgerStore for SeaStore {
             }
             sql.push_str(
                 " ON CONFLICT (agent_id) DO UPDATE SET desired_version = agent_config.desired_version + 1, \
-                 updated_at = excluded.updated_at RETURNING agent_id, desired_version",
+                 updated_at = excluded.updated_at",
+            );
+            txn.execute_raw(b.statement(sql))
+                .await
+                .map_err(db_err("ledger row"))?;
+            let mut b = Binds::new(backend, chunk.len());
+            let list = in_list(&mut b, chunk);
+            let sql = format!(
+                "SELECT {select} FROM agent_config WHERE agent_id IN ({list}) GROUP BY desired_version"
             );
             let rows = txn
                 .query_all_raw(b.statement(sql))
                 .await
-                .map_err(db_err("ledger row"))?;
-            if rows.len() != chunk.len() {
-                return Err(not_found("agent"));
-            }
+                .map_err(backend_err)?;
+            let before = bumped.len();
             for row in rows {
-                let id: Uuid = row.try_get("", "agent_id").map_err(backend_err)?;
                 let v: i64 = row.try_get("", "desired_version").map_err(backend_err)?;
-                bumped.insert(id, v);
+                let agents: String = row.try_get("", "ids").map_err(backend_err)?;
+                for id in from_json_text::<Vec<Uuid>>(&agents)? {
+                    bumped.insert(id, v);
+                }
+            }
+            if bumped.len() - before != chunk.len() {
+                return Err(not_found("agent"));
             }
         }
         txn.commit().await.map_err(backend_err)?;
@@ -1984,6 +2019,23 @@ impl Binds {
     fn statement(self, sql: String) -> Statement {
         Statement::from_sql_and_values(self.backend, sql, self.values)
     }
+}
+
+/// `ids` bound one by one, as the inside of `IN (…)`.
+fn in_list(b: &mut Binds, ids: &[Uuid]) -> String {
+    let mut list = String::with_capacity(ids.len() * 4);
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            list.push_str(", ");
+        }
+        list.push_str(&b.bind(*id));
+    }
+    list
+}
+
+/// A value the database built or stored as JSON text.
+fn from_json_text<T: serde::de::DeserializeOwned>(text: &str) -> StorageResult<T> {
+    serde_json::from_str(text).map_err(|e| StorageError::Backend(Box::new(e)))
 }
 
 /// `items` split into rounds in which every key appears at most once,
