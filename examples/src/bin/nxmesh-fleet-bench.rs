@@ -16,7 +16,10 @@
 //! `--server-pid`) once the fleet is up;
 //! (b) p50/p99/max latency from the REST response of a change (a virtual
 //! host of about 16 KiB of configuration) to its receipt by each affected
-//! agent;
+//! agent, over `--changes` changes after `--warmup` warm-up changes (the
+//! first change makes every simulated agent grow its receive buffers; the
+//! warm-up's own figures and the load generator's growth are reported
+//! beside);
 //! (c) with `--control-dir`, after the master is restarted by the calling
 //! script (`scripts/bench-fleet.sh`): the time for every agent to
 //! reconnect and converge to a change made as soon as the new master
@@ -103,6 +106,13 @@ struct Args {
     /// Changes measured for (b).
     #[arg(long, default_value_t = 10)]
     changes: u32,
+    /// Changes made and reported on their own before the measured ones.
+    /// On the first change after the fleet connects every simulated agent
+    /// grows its receive buffers (TLS record, HTTP/2 frame, gRPC message)
+    /// to the size of a configuration: a real agent does that once on its
+    /// own machine, the simulated ones all at once on the master's cores.
+    #[arg(long, default_value_t = 1)]
+    warmup: u32,
     /// Locations of the benchmark virtual host (185: about 16 KiB per
     /// `ConfigUpdate` on the wire).
     #[arg(long, default_value_t = 185)]
@@ -626,6 +636,25 @@ fn rss_mib(pid: u32) -> (f64, f64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// CPU time (user and system, every thread) a process has used, in ms.
+/// `/proc/<pid>/stat` counts it in USER_HZ ticks, 100 per second on Linux.
+fn cpu_ms(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return f64::NAN;
+    };
+    // The fields after the command name (which may hold spaces): state is
+    // the first, utime the 12th, stime the 13th.
+    let Some((_, rest)) = stat.rsplit_once(") ") else {
+        return f64::NAN;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+    match (ticks(11), ticks(12)) {
+        (Some(u), Some(s)) => (u + s) * 10.0,
+        _ => f64::NAN,
+    }
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -902,7 +931,15 @@ async fn main() -> anyhow::Result<()> {
     let mut by_master: Vec<Vec<Duration>> = vec![Vec::new(); masters];
     let mut per_change = Vec::new();
     let mut vhost_id = String::new();
-    for change in 0..i64::from(args.changes) {
+    let warmup = i64::from(args.warmup);
+    let mut warm = Vec::new();
+    let own_before_warmup = rss_mib(std::process::id()).0;
+    let mut own_after_warmup = own_before_warmup;
+    // CPU used by the first master and by this process during each change.
+    let mut warm_cpu = (0.0, 0.0);
+    let mut change_cpu: Vec<(f64, f64)> = Vec::new();
+    for change in 0..warmup + i64::from(args.changes) {
+        let cpu_before = (cpu_ms(args.server_pid[0]), cpu_ms(std::process::id()));
         let body = vhost_body(change, args.locations);
         let json_bytes = body.to_string().len();
         let (since, v) = if change == 0 {
@@ -928,25 +965,43 @@ async fn main() -> anyhow::Result<()> {
             vhost_id = id_of(&v)?;
         }
         let mut lat = receipts.wait(&affected, change, since, limit).await?;
-        for (d, &i) in lat.iter().zip(&affected) {
-            by_master[sims[i].home].push(*d);
+        let cpu = (
+            cpu_ms(args.server_pid[0]) - cpu_before.0,
+            cpu_ms(std::process::id()) - cpu_before.1,
+        );
+        let warming = change < warmup;
+        if !warming {
+            for (d, &i) in lat.iter().zip(&affected) {
+                by_master[sims[i].home].push(*d);
+            }
         }
         lat.sort();
         let max = *lat.last().unwrap_or(&Duration::ZERO);
         eprintln!(
-            "change {change} ({json_bytes} bytes of JSON, {} bytes per update): first {} p50 {} p99 {} all {}",
+            "{} {change} ({json_bytes} bytes of JSON, {} bytes per update): first {} p50 {} p99 {} all {}; CPU master {:.0} ms, load generator {:.0} ms",
+            if warming { "warm-up change" } else { "change" },
             fleet.update_bytes.load(Ordering::Relaxed),
             ms(lat.first().copied().unwrap_or_default()),
             ms(percentile(&lat, 50.0)),
             ms(percentile(&lat, 99.0)),
-            ms(max)
+            ms(max),
+            cpu.0,
+            cpu.1
         );
-        per_change.push(max);
-        all.extend(lat);
+        if warming {
+            warm.extend(lat);
+            own_after_warmup = rss_mib(std::process::id()).0;
+            warm_cpu = (warm_cpu.0 + cpu.0, warm_cpu.1 + cpu.1);
+        } else {
+            per_change.push(max);
+            all.extend(lat);
+            change_cpu.push(cpu);
+        }
         // Leave the coalescing window before the next change.
         tokio::time::sleep(Duration::from_millis(1500)).await;
     }
     all.sort();
+    warm.sort();
     per_change.sort();
     let unaffected_got = sims
         .iter()
@@ -1001,6 +1056,15 @@ async fn main() -> anyhow::Result<()> {
     }
     println!("| master RSS after the changes | {rss_after:.0} MiB (peak {hwm_after:.0} MiB) |");
     println!("| load generator RSS | {own_rss:.0} MiB |");
+    if warmup > 0 {
+        println!(
+            "| {} warm-up change(s), not in the figures below: p50 / p99 / max; load generator RSS before → after | {} / {} / {}; {own_before_warmup:.0} → {own_after_warmup:.0} MiB |",
+            args.warmup,
+            ms(percentile(&warm, 50.0)),
+            ms(percentile(&warm, 99.0)),
+            ms(*warm.last().unwrap_or(&Duration::ZERO))
+        );
+    }
     println!(
         "| change latency, {} changes x {} affected agents, {} bytes per ConfigUpdate: p50 / p99 / max | {} / {} / {} |",
         args.changes,
@@ -1010,6 +1074,30 @@ async fn main() -> anyhow::Result<()> {
         ms(percentile(&all, 99.0)),
         ms(*all.last().unwrap_or(&Duration::ZERO))
     );
+    if warmup > 0 {
+        let mut every: Vec<Duration> = all.iter().chain(&warm).copied().collect();
+        every.sort();
+        println!(
+            "| change latency, all {} changes with the warm-up: p50 / p99 / max | {} / {} / {} |",
+            args.warmup + args.changes,
+            ms(percentile(&every, 50.0)),
+            ms(percentile(&every, 99.0)),
+            ms(*every.last().unwrap_or(&Duration::ZERO))
+        );
+    }
+    if !change_cpu.is_empty() {
+        let count = change_cpu.len() as f64;
+        let (m, g) = change_cpu
+            .iter()
+            .fold((0.0, 0.0), |(m, g), (a, b)| (m + a, g + b));
+        println!(
+            "| CPU per change, master / load generator: mean of the measured changes; warm-up | {:.0} / {:.0} ms; {:.0} / {:.0} ms |",
+            m / count,
+            g / count,
+            warm_cpu.0 / f64::from(args.warmup.max(1)),
+            warm_cpu.1 / f64::from(args.warmup.max(1))
+        );
+    }
     println!(
         "| time until every affected agent has a change: p50 / max over changes | {} / {} |",
         ms(percentile(&per_change, 50.0)),
@@ -1048,7 +1136,7 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or_else(Instant::now);
         // A change through the surviving master right after the kill:
         // every affected agent must end at it, the failed-over ones too.
-        let change = i64::from(args.changes);
+        let change = warmup + i64::from(args.changes);
         rest.call(
             "PATCH",
             &format!("/v1/virtual-hosts/{vhost_id}"),
@@ -1111,7 +1199,7 @@ async fn main() -> anyhow::Result<()> {
         // A change made as soon as the new master answers: every affected
         // agent must end at it, pushed on a live stream or sent on
         // registration because it reports that it is behind.
-        let change = i64::from(args.changes);
+        let change = warmup + i64::from(args.changes);
         rest.call(
             "PATCH",
             &format!("/v1/virtual-hosts/{vhost_id}"),
