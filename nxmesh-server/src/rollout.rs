@@ -7,8 +7,9 @@
 //! first changes of a window at its start, so that the database work
 //! overlaps the quiet period; those changed again during it once more at
 //! its end), and pushes the agent's complete configuration, read at the
-//! end, down its stream if it is connected here. Agents that are not affected receive nothing; an agent
-//! that is offline gets the latest version when it reconnects.
+//! end, down its stream if it is connected here. Agents that are not
+//! affected receive nothing; an agent that is offline gets the latest
+//! version when it reconnects.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -183,11 +184,21 @@ async fn push(
         }
     };
     if !again.is_empty() {
-        let late = prepare(ctx, again.iter().copied().collect()).await?;
-        prepared.versions.retain(|(a, _)| !again.contains(a));
-        prepared.labels.retain(|a| !again.contains(&a.agent_id));
-        prepared.versions.extend(late.versions);
-        prepared.labels.extend(late.labels);
+        match prepare(ctx, again.iter().copied().collect()).await {
+            Ok(late) => {
+                prepared.versions.retain(|(a, _)| !again.contains(a));
+                prepared.labels.retain(|a| !again.contains(&a.agent_id));
+                prepared.versions.extend(late.versions);
+                prepared.labels.extend(late.labels);
+            }
+            Err(e) if prepared.versions.is_empty() => return Err(e),
+            // The agents bumped at the start still get their version, with
+            // the configuration as it is now; the others converge when they
+            // reconnect.
+            Err(e) => {
+                tracing::error!(error = %e, agents = again.len(), "bumping the agents changed during the window failed");
+            }
+        }
     }
     let Prepared { versions, labels } = prepared;
     tracing::debug!(agents = versions.len(), elapsed = ?started.elapsed(), "desired versions bumped");
