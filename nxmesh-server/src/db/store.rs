@@ -819,11 +819,15 @@ impl AgentStore for SeaStore {
         seen_at: Timestamp,
         health: Option<&AgentHealth>,
     ) -> StorageResult<()> {
-        let r = agent_state_update(id, state, seen_at, health)?
-            .exec(&self.db)
-            .await
-            .map_err(backend)?;
-        if r.rows_affected == 0 {
+        let record = AgentStateRecord {
+            agent_id: id,
+            state,
+            seen_at,
+            health: health.cloned(),
+        };
+        let statement = agent_states_update(self.db.get_database_backend(), &[(id, &record)])?;
+        let found = self.db.query_all_raw(statement).await.map_err(backend)?;
+        if found.is_empty() {
             Err(not_found("agent"))
         } else {
             Ok(())
@@ -2097,9 +2101,9 @@ fn successes_upsert(
     b.statement(sql)
 }
 
-/// The update recording the observed states of distinct agents, as
-/// [`agent_state_update`] does one (health kept when a record has none),
-/// returning the ids of the agents that exist.
+/// The update recording the observed states of distinct agents (health
+/// kept when a record has none), returning the ids of the agents that
+/// exist.
 fn agent_states_update(
     backend_kind: DbBackend,
     records: &[(Uuid, &AgentStateRecord)],
@@ -2131,20 +2135,4 @@ fn agent_states_update(
     }
     sql.push_str(") AS v WHERE agents.id = v.column1 RETURNING id");
     Ok(b.statement(sql))
-}
-
-/// The update recording an agent's observed state.
-fn agent_state_update(
-    id: Uuid,
-    state: AgentState,
-    seen_at: Timestamp,
-    health: Option<&AgentHealth>,
-) -> StorageResult<sea_orm::UpdateMany<agent::Entity>> {
-    let mut q = agent::Entity::update_many()
-        .col_expr(agent::Column::State, Expr::value(enum_str(&state)))
-        .col_expr(agent::Column::LastSeenAt, Expr::value(seen_at));
-    if let Some(h) = health {
-        q = q.col_expr(agent::Column::Health, Expr::value(to_json(h)?));
-    }
-    Ok(q.filter(agent::Column::Id.eq(id)))
 }
